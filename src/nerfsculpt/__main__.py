@@ -1,0 +1,3 @@
+from nerfsculpt.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,414 @@
+"""The nerfsculpt command line: ``nerfsculpt <command> [options]``; ``nerfsculpt <command> --help``.
+
+Commands: ``convert`` (EG3D pickle -> safetensors), ``sample`` (per-seed geometry banks), ``info``
+(configuration of a checkpoint, built-in generator or bank). Exit codes: 0 success, 2 bad usage or
+input (one line saying what to do; ``--verbose`` adds the traceback), 1 an unexpected failure.
+
+This module imports neither torch nor numpy at import time, so ``nerfsculpt --help`` is instant;
+each command imports what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import logging
+import math
+import os
+import sys
+import traceback
+from typing import Any
+
+logger = logging.getLogger("nerfsculpt")
+
+# camera.FOCAL_PAPER (EG3D's FOV_to_intrinsics(18.837)), computed here to keep this module light;
+# a test checks that both are equal.
+FOCAL_PAPER = 1.0 / (math.tan(18.837 * 3.14159 / 360.0) * 1.414)
+DEFAULT_WHAT = "sigma,slab,mesh,depth,renders"  # geometry.bank.DEFAULT_WHAT; checked by a test
+
+
+class UsageError(Exception):
+    """Bad command-line input; the message says what to do instead."""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults and keeps the docstring layout (usage examples) of each command."""
+
+
+def _usage(doc: str | None) -> str:
+    return inspect.cleandoc(doc or "")
+
+
+# ------------------------------------------------------------------------------------------------
+# convert
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert an EG3D snapshot pickle into safetensors (EG3D key names) + config.json.
+
+    Loading the result needs only nerfsculpt; the pickle is read without running any of its code.
+
+        nerfsculpt convert ffhq512-128.pkl checkpoints/ffhq512-128
+        nerfsculpt convert network-snapshot-000400.pkl checkpoints/run400 --overwrite
+        nerfsculpt convert ffhq512-128.pkl checkpoints/ffhq512-128 --dry-run
+
+    Writes OUT_DIR/{G,G_ema,D}.safetensors and OUT_DIR/config.json (atomically: complete or not at
+    all). Use the directory anywhere a generator is expected: ``nerfsculpt sample --generator OUT_DIR``.
+    """
+    from pathlib import Path
+
+    from nerfsculpt.generator.builtin import generator_fingerprint
+    from nerfsculpt.generator.checkpoint import convert, load_generator, load_network
+
+    src, out = Path(args.input), Path(args.out_dir)
+    if not src.is_file():
+        raise UsageError(f"input {src} is not a file; pass an EG3D snapshot .pkl (e.g. ffhq512-128.pkl)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+        raise UsageError(f"{out} already exists and is not empty; pass --overwrite or choose another OUT_DIR")
+    if args.dry_run:
+        net = load_network(src)
+        generator = net["G_ema"] or net["G"]
+        print(json.dumps({
+            "input": str(src), "out_dir": str(out), "overwrite": args.overwrite,
+            "networks": [name for name in ("G", "G_ema", "D") if net[name] is not None],
+            "generator_fingerprint": generator_fingerprint(generator) if generator is not None else None,
+            "generator": generator.config.to_dict() if generator is not None else None,
+            "notes": net["meta"].get("notes", []),
+        }, indent=2))
+        return 0
+    convert(src, out, overwrite=args.overwrite)
+    fingerprint = generator_fingerprint(load_generator(out, network=_first_generator(out)))
+    logger.info("wrote %s (safetensors + config.json); generator fingerprint %s", out, fingerprint)
+    print(out)
+    return 0
+
+
+def _first_generator(out_dir: Any) -> str:
+    from pathlib import Path
+
+    networks = json.loads((Path(out_dir) / "config.json").read_text())["networks"]
+    return "G_ema" if "G_ema" in networks else "G"
+
+
+def _add_convert(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser("convert", parents=[common], help="EG3D .pkl -> safetensors + config.json",
+                              description=_usage(cmd_convert.__doc__), formatter_class=_HelpFormatter)
+    p.add_argument("input", metavar="IN.pkl", help="EG3D snapshot pickle (e.g. ffhq512-128.pkl)")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="directory to create (must be new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
+    p.add_argument("--dry-run", action="store_true", help="read and check IN.pkl, print what would be written")
+    p.set_defaults(handler=cmd_convert)
+
+
+# ------------------------------------------------------------------------------------------------
+# sample
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Write a sample bank: per-seed sigma / reward slab / mesh / depth maps / renders, plus a manifest.
+
+        nerfsculpt sample --generator checkpoints/ffhq512-128 --seeds 20000-20099 --out bank/
+        nerfsculpt sample --generator ffhq512-128.pkl --seeds 100000-100999 --psi 0.25 --out anchors/
+        nerfsculpt sample --generator ffhq512-128.pkl --seeds 0-9 --what slab,depth --out bank/ --dry-run
+        torchrun --nproc_per_node=4 -m nerfsculpt sample --generator ffhq512-128.pkl \\
+            --seeds 20000-29999 --out bank/
+
+    Trying the tools without a checkpoint (random weights, the shapes are noise, not faces):
+
+        nerfsculpt sample --generator tiny-random --seeds 0-3 --out tiny_bank/ --resolution 64 \\
+            --slab-resolution 64 --depth-resolution 32 --render-resolution 64 --mesh-level 0
+
+    Seed s is z = numpy.random.RandomState(s).randn(1, z_dim) (EG3D's convention), mapped with the
+    canonical camera as conditioning and truncated with --psi. Re-running the same command skips
+    finished seeds and redoes unfinished ones; adding seeds or --what items to an existing bank is
+    allowed, other settings are refused (a bank never mixes generators or parameters). Under
+    torchrun the unfinished seeds are sharded across processes; each is written exactly once.
+    Layout and file formats: nerfsculpt.geometry.bank. Read a bank with
+    ``nerfsculpt.geometry.bank.open_bank(path)``.
+    """
+    from nerfsculpt.geometry.bank import BankConfig, parse_what
+    from nerfsculpt.latents import parse_seeds
+
+    try:
+        seeds = parse_seeds(args.seeds)
+    except ValueError as e:
+        raise UsageError(f"--seeds: {e}") from e
+    try:
+        what = parse_what(args.what)
+        config = BankConfig(
+            psi=args.psi, truncation_cutoff=args.truncation_cutoff, noise_mode=args.noise_mode, focal=args.focal,
+            resolution=args.resolution, slab_resolution=args.slab_resolution, mesh_level=args.mesh_level,
+            mesh_border=args.mesh_border, depth_resolution=args.depth_resolution, n_points=args.n_points,
+            render_resolution=args.render_resolution,
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    if args.chunk_points < 1:
+        raise UsageError(f"--chunk-points must be >= 1, got {args.chunk_points}")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _resolve_device(args.device, local_rank, world_size)
+    if args.dry_run:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(json.dumps(_sample_plan(args, config, seeds, what, device, world_size), indent=2))
+        return 0
+
+    from nerfsculpt.generator.builtin import resolve_generator
+    from nerfsculpt.geometry.bank import open_bank, write_bank
+
+    rank = _init_distributed(device, world_size)
+    try:
+        G, info = resolve_generator(args.generator, device, network=args.network)
+        report = write_bank(args.out, G, info, config, seeds, what, chunk_points=args.chunk_points,
+                            progress=not args.no_progress)
+        if rank == 0:
+            complete = len(open_bank(args.out).seeds(what))
+            logger.info("bank %s: %d of %d requested seeds were already finished; %d written by rank 0; "
+                        "%d seeds of the bank are finished for %s", args.out, report.already_finished,
+                        report.requested, report.written, complete, ",".join(what))
+        if report.empty_meshes:
+            logger.warning("%d seed(s) have no surface at --mesh-level %g (no mesh.glb; e.g. seed %d); lower "
+                           "--mesh-level if that is unexpected", len(report.empty_meshes), config.mesh_level,
+                           report.empty_meshes[0])
+    finally:
+        if world_size > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    return 0
+
+
+def _sample_plan(args: argparse.Namespace, config: Any, seeds: list[int], what: tuple[str, ...], device: Any,
+                 world_size: int) -> dict[str, Any]:
+    """The resolved configuration of a sample run, and what it would write (nothing is written)."""
+    from nerfsculpt.generator.builtin import resolve_generator
+    from nerfsculpt.geometry.bank import build_manifest, merge_manifest, plan_bank
+
+    G, info = resolve_generator(args.generator, "cpu", network=args.network)
+    manifest, _ = merge_manifest(args.out, build_manifest(G, info, config, what, seeds))
+    todo = plan_bank(args.out, seeds, what)
+    manifest = {**manifest, "seeds": f"{len(manifest['seeds'])} seeds"}
+    return {
+        "out": args.out, "device": str(device), "world_size": world_size, "chunk_points": args.chunk_points,
+        "what": list(what), "seeds": args.seeds, "n_seeds": len(seeds), "n_to_write": len(todo),
+        "manifest": manifest,
+    }
+
+
+def _cutoff(text: str) -> int | None:
+    """``--truncation-cutoff``: 'all' -> None (every ws), else a positive integer."""
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}") from None
+
+
+def _resolve_device(text: str, local_rank: int, world_size: int) -> Any:
+    import torch
+
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError) as e:
+        raise UsageError(f"--device {text!r} is not a device; use cpu, cuda or cuda:N") from e
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise UsageError(f"--device {text!r}: only cpu and cuda devices are supported")
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device {text}: CUDA is not available here; pass --device cpu")
+    if world_size > 1:
+        if device.index not in (None, local_rank):
+            logger.warning("--device %s ignored under torchrun: rank uses cuda:%d (LOCAL_RANK)", text, local_rank)
+        return torch.device("cuda", local_rank)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return device
+
+
+def _init_distributed(device: Any, world_size: int) -> int:
+    """Join torchrun's process group (gloo on CPU, nccl on CUDA); returns this process's rank."""
+    if world_size <= 1:
+        return 0
+    import torch
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank()
+
+
+def _add_sample(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser("sample", parents=[common], help="write a per-seed geometry sample bank",
+                              description=_usage(cmd_sample.__doc__), formatter_class=_HelpFormatter)
+    p.add_argument("--generator", required=True, default=argparse.SUPPRESS, metavar="PATH|NAME",
+                   help="EG3D .pkl, a directory from 'nerfsculpt convert', or a built-in name (tiny-random)")
+    p.add_argument("--seeds", required=True, default=argparse.SUPPRESS, metavar="LIST", help="seeds and inclusive ranges, e.g. 20000-20099 or 1,5,7-9")
+    p.add_argument("--out", required=True, default=argparse.SUPPRESS, metavar="DIR", help="bank directory (created, or resumed)")
+    p.add_argument("--what", default=DEFAULT_WHAT, metavar="LIST",
+                   help="comma-separated artefacts: sigma, slab, mesh, depth, points, renders, or 'all' "
+                        "(sigma is 32 MiB per seed at --resolution 256)")
+    p.add_argument("--network", default="G_ema", choices=("G_ema", "G"),
+                   help="which generator of the checkpoint; the paper samples G_ema (§0.1)")
+    g = p.add_argument_group("sampling (reference_method.md §0.2-0.3, §1.1)")
+    g.add_argument("--psi", type=float, default=1.0,
+                   help="truncation psi: 1.0 for the ranked seeds, 0.25 for the HQ anchors 100000-100999")
+    g.add_argument("--truncation-cutoff", type=_cutoff, default="all",
+                   metavar="N|all",
+                   help="number of leading ws truncated, or 'all' (G.num_ws: 14 for EG3D FFHQ's 256 backbone)")
+    g.add_argument("--noise-mode", default="const", choices=("const", "random", "none"),
+                   help="backbone noise; 'const' in every geometry extraction of the paper")
+    g.add_argument("--focal", type=float, default=FOCAL_PAPER,
+                   help="normalised focal of the canonical conditioning camera and all views "
+                        "(the paper's FOV_to_intrinsics(18.837))")
+    g = p.add_argument_group("extraction (paper defaults; lower them only for quick trials)")
+    g.add_argument("--resolution", type=int, default=256, help="sigma grid samples per axis (sigma, mesh)")
+    g.add_argument("--slab-resolution", type=int, default=256,
+                   help="grid the reward slab is cut from (256 -> slab 128x141x129, §1.2)")
+    g.add_argument("--mesh-level", type=float, default=10.0, help="iso-level of the mesh in raw sigma (§7.9)")
+    g.add_argument("--mesh-border", default="eg3d", choices=("eg3d", "legacy_sigma10", "none"),
+                   help="faces of the cube cleared before marching cubes (geometry.mesh.BORDER_PRESETS)")
+    g.add_argument("--depth-resolution", type=int, default=128,
+                   help="side of the depth maps from the three dmap cameras, yaw +1/0/-1 rad (§2.1)")
+    g.add_argument("--n-points", type=int, default=2048, help="points per point cloud (§2.3)")
+    g.add_argument("--render-resolution", type=int, default=256,
+                   help="side of the shaded renders (front, three-quarter, profile)")
+    g = p.add_argument_group("run")
+    g.add_argument("--device", default="auto",
+                   help="cpu, cuda or cuda:N; auto = cuda if available, else cpu (torchrun: cuda:LOCAL_RANK)")
+    g.add_argument("--chunk-points", type=int, default=1 << 20,
+                   help="points per generator call on the sigma grid (lower it if memory runs out)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--dry-run", action="store_true",
+                   help="print the resolved configuration and what would be written, write nothing")
+    p.set_defaults(handler=cmd_sample)
+
+
+# ------------------------------------------------------------------------------------------------
+# info
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print the configuration of a checkpoint, a built-in generator or a sample bank, as JSON.
+
+        nerfsculpt info ffhq512-128.pkl
+        nerfsculpt info checkpoints/ffhq512-128
+        nerfsculpt info tiny-random
+        nerfsculpt info bank/
+    """
+    from pathlib import Path
+
+    from nerfsculpt.generator.builtin import BUILTIN_GENERATORS, generator_fingerprint, resolve_generator
+
+    path = Path(args.target)
+    if path.is_dir() and (path / "manifest.json").exists():
+        from nerfsculpt.geometry.bank import open_bank
+
+        bank = open_bank(path)
+        finished = bank.seeds()
+        out = {"kind": "bank", "path": str(path), "what": bank.manifest["what"],
+               "n_seeds": len(bank.manifest["seeds"]), "n_finished": len(finished), "manifest": bank.manifest}
+    elif args.target in BUILTIN_GENERATORS or not path.exists():
+        G, info = resolve_generator(args.target, "cpu", network=args.network)
+        out = {**info.to_dict(), "num_ws": G.num_ws, "n_parameters": sum(p.numel() for p in G.parameters())}
+    else:
+        from nerfsculpt.generator.checkpoint import load_network
+
+        net = load_network(path)
+        generators = {name: net[name] for name in ("G_ema", "G") if net[name] is not None}
+        first = next(iter(generators.values()), None)
+        out = {
+            "kind": "converted" if path.is_dir() or path.suffix == ".json" else "eg3d-pickle",
+            "path": str(path.resolve()),
+            "networks": [name for name in ("G", "G_ema", "D") if net[name] is not None],
+            "fingerprints": {name: generator_fingerprint(G) for name, G in generators.items()},
+            "num_ws": first.num_ws if first is not None else None,
+            "config": first.config.to_dict() if first is not None else None,
+            "meta": net["meta"],
+        }
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def _add_info(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser("info", parents=[common], help="print a checkpoint's / bank's configuration",
+                              description=_usage(cmd_info.__doc__), formatter_class=_HelpFormatter)
+    p.add_argument("target", metavar="PATH_OR_NAME", help="EG3D .pkl, converted directory, built-in name or bank")
+    p.add_argument("--network", default="G_ema", choices=("G_ema", "G"), help="generator of a built-in to describe")
+    p.set_defaults(handler=cmd_info)
+
+
+# ------------------------------------------------------------------------------------------------
+# main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="debug logging, and tracebacks on errors")
+    parser = argparse.ArgumentParser(
+        prog="nerfsculpt", description=_usage(__doc__), formatter_class=_HelpFormatter,
+        epilog="Run 'nerfsculpt <command> --help' for a command's options and examples.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    subparsers = parser.add_subparsers(title="commands", dest="command", metavar="<command>")
+    _add_convert(subparsers, common)
+    _add_sample(subparsers, common)
+    _add_info(subparsers, common)
+    return parser
+
+
+def _version() -> str:
+    from nerfsculpt import __version__
+
+    return __version__
+
+
+def _configure_logging(verbose: bool) -> None:
+    rank = int(os.environ.get("RANK", "0"))
+    level = logging.DEBUG if verbose else logging.INFO if rank == 0 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("nerfsculpt").setLevel(level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``nerfsculpt`` console script. Returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error argparse has already reported
+        return e.code if isinstance(e.code, int) else 2
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    _configure_logging(args.verbose)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("nerfsculpt: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if not _is_user_error(e):
+            raise
+        if args.verbose:
+            traceback.print_exc()
+        print(f"nerfsculpt {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _is_user_error(error: Exception) -> bool:
+    """Errors caused by the input, reported in one message: ours, and the library's documented ones."""
+    if isinstance(error, UsageError):
+        return True
+    module = sys.modules.get("nerfsculpt.generator.safe_pickle")
+    bank = sys.modules.get("nerfsculpt.geometry.bank")
+    sigma = sys.modules.get("nerfsculpt.geometry.sigma")
+    types = tuple(t for t in (getattr(module, "CheckpointError", None), getattr(bank, "BankError", None),
+                              getattr(sigma, "NonFiniteSigmaError", None)) if t is not None)
+    return bool(types) and isinstance(error, types)
