@@ -18,7 +18,7 @@ import math
 import os
 import sys
 import traceback
-from typing import Any
+from typing import Any, NoReturn
 
 logger = logging.getLogger("nerfsculpt")
 
@@ -30,6 +30,13 @@ DEFAULT_WHAT = "sigma,slab,mesh,depth,renders"  # geometry.bank.DEFAULT_WHAT; ch
 
 class UsageError(Exception):
     """Bad command-line input; the message says what to do instead."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors that point to --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -59,7 +66,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from nerfsculpt.generator.builtin import generator_fingerprint
-    from nerfsculpt.generator.checkpoint import convert, load_generator, load_network
+    from nerfsculpt.generator.checkpoint import convert, load_network
 
     src, out = Path(args.input), Path(args.out_dir)
     if not src.is_file():
@@ -68,7 +75,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise UsageError(f"{out} already exists and is not empty; pass --overwrite or choose another OUT_DIR")
     if args.dry_run:
         net = load_network(src)
-        generator = net["G_ema"] or net["G"]
+        generator = net["G_ema"] if net["G_ema"] is not None else net["G"]
         print(json.dumps({
             "input": str(src), "out_dir": str(out), "overwrite": args.overwrite,
             "networks": [name for name in ("G", "G_ema", "D") if net[name] is not None],
@@ -78,17 +85,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
         }, indent=2))
         return 0
     convert(src, out, overwrite=args.overwrite)
-    fingerprint = generator_fingerprint(load_generator(out, network=_first_generator(out)))
+    net = load_network(out)  # read back: the directory loads with nerfsculpt alone
+    generator = net["G_ema"] if net["G_ema"] is not None else net["G"]
+    fingerprint = generator_fingerprint(generator) if generator is not None else None
     logger.info("wrote %s (safetensors + config.json); generator fingerprint %s", out, fingerprint)
     print(out)
     return 0
-
-
-def _first_generator(out_dir: Any) -> str:
-    from pathlib import Path
-
-    networks = json.loads((Path(out_dir) / "config.json").read_text())["networks"]
-    return "G_ema" if "G_ema" in networks else "G"
 
 
 def _add_convert(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -140,8 +142,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
             psi=args.psi, truncation_cutoff=args.truncation_cutoff, noise_mode=args.noise_mode, focal=args.focal,
             resolution=args.resolution, slab_resolution=args.slab_resolution, mesh_level=args.mesh_level,
             mesh_border=args.mesh_border, depth_resolution=args.depth_resolution, n_points=args.n_points,
-            render_resolution=args.render_resolution,
+            render_resolution=args.render_resolution, grid=args.grid, slab_grid=args.slab_grid,
         )
+        config.check_what(what)
     except ValueError as e:
         raise UsageError(str(e)) from e
     if args.chunk_points < 1:
@@ -164,7 +167,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
                             progress=not args.no_progress)
         if rank == 0:
             complete = len(open_bank(args.out).seeds(what))
-            logger.info("bank %s: %d of %d requested seeds were already finished; %d written by rank 0; "
+            logger.info("bank %s: %d of %d requested seeds were already finished, %d written; "
                         "%d seeds of the bank are finished for %s", args.out, report.already_finished,
                         report.requested, report.written, complete, ",".join(what))
         if report.empty_meshes:
@@ -248,8 +251,10 @@ def _add_sample(subparsers: Any, common: argparse.ArgumentParser) -> None:
                               description=_usage(cmd_sample.__doc__), formatter_class=_HelpFormatter)
     p.add_argument("--generator", required=True, default=argparse.SUPPRESS, metavar="PATH|NAME",
                    help="EG3D .pkl, a directory from 'nerfsculpt convert', or a built-in name (tiny-random)")
-    p.add_argument("--seeds", required=True, default=argparse.SUPPRESS, metavar="LIST", help="seeds and inclusive ranges, e.g. 20000-20099 or 1,5,7-9")
-    p.add_argument("--out", required=True, default=argparse.SUPPRESS, metavar="DIR", help="bank directory (created, or resumed)")
+    p.add_argument("--seeds", required=True, default=argparse.SUPPRESS, metavar="LIST",
+                   help="seeds and inclusive ranges, e.g. 20000-20099 or 1,5,7-9")
+    p.add_argument("--out", required=True, default=argparse.SUPPRESS, metavar="DIR",
+                   help="bank directory (created, or resumed)")
     p.add_argument("--what", default=DEFAULT_WHAT, metavar="LIST",
                    help="comma-separated artefacts: sigma, slab, mesh, depth, points, renders, or 'all' "
                         "(sigma is 32 MiB per seed at --resolution 256)")
@@ -270,6 +275,11 @@ def _add_sample(subparsers: Any, common: argparse.ArgumentParser) -> None:
     g.add_argument("--resolution", type=int, default=256, help="sigma grid samples per axis (sigma, mesh)")
     g.add_argument("--slab-resolution", type=int, default=256,
                    help="grid the reward slab is cut from (256 -> slab 128x141x129, §1.2)")
+    g.add_argument("--grid", default="exact", choices=("exact", "eg3d"),
+                   help="points of the full sigma grid (sigma, mesh, renders): exact, or EG3D's create_samples")
+    g.add_argument("--slab-grid", default="eg3d", choices=("eg3d", "exact"),
+                   help="points of the reward slab: eg3d = EG3D's create_samples, those of the reference's data "
+                        "and its released reward model (§1.2; up to ~0.9 voxel off the exact grid in x, y)")
     g.add_argument("--mesh-level", type=float, default=10.0, help="iso-level of the mesh in raw sigma (§7.9)")
     g.add_argument("--mesh-border", default="eg3d", choices=("eg3d", "legacy_sigma10", "none"),
                    help="faces of the cube cleared before marching cubes (geometry.mesh.BORDER_PRESETS)")
@@ -348,10 +358,10 @@ def _add_info(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="debug logging, and tracebacks on errors")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nerfsculpt", description=_usage(__doc__), formatter_class=_HelpFormatter,
         epilog="Run 'nerfsculpt <command> --help' for a command's options and examples.",
     )
@@ -372,9 +382,9 @@ def _version() -> str:
 
 def _configure_logging(verbose: bool) -> None:
     rank = int(os.environ.get("RANK", "0"))
-    level = logging.DEBUG if verbose else logging.INFO if rank == 0 else logging.WARNING
+    level = logging.INFO if rank == 0 else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("nerfsculpt").setLevel(level)
+    logging.getLogger("nerfsculpt").setLevel(logging.DEBUG if verbose else level)  # others' debug stays off
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,19 +32,9 @@ from nerfsculpt.generator.config import (
 )
 from nerfsculpt.generator.discriminator import DualDiscriminator
 from nerfsculpt.generator.triplane import TriPlaneGenerator
-from tests.generator.eg3d_snapshot import tiny_networks, write_eg3d_snapshot
+from tests.generator.eg3d_snapshot import write_eg3d_snapshot
 
 DATA = Path(__file__).parents[1] / "data"
-
-
-@pytest.fixture(scope="module")
-def networks():
-    return tiny_networks(seed=0)
-
-
-@pytest.fixture(scope="module")
-def snapshot_path(networks, tmp_path_factory):
-    return write_eg3d_snapshot(tmp_path_factory.mktemp("snapshot") / "network-snapshot.pkl", **networks)
 
 
 @pytest.fixture(scope="module")

@@ -113,3 +113,15 @@ def test_discriminator_from_eg3d_init_kwargs():
     assert DiscriminatorConfig.from_eg3d_init_kwargs(kw) == DiscriminatorConfig()
     with pytest.raises(ValueError, match="architecture"):
         DiscriminatorConfig.from_eg3d_init_kwargs(dict(kw, architecture="skip"))
+
+
+def test_from_eg3d_init_kwargs_accepts_hard_coded_sizes_for_small_checkpoints():
+    tiny = tiny_config()
+    kwargs = tiny.to_eg3d_init_kwargs()
+    sizes = {k: getattr(tiny, k) for k in ("plane_resolution", "plane_features", "decoder_hidden",
+                                           "sr_input_resolution", "sr_channels")}
+    assert GeneratorConfig.from_eg3d_init_kwargs(kwargs, tiny.neural_rendering_resolution, **sizes) == tiny
+    with pytest.raises(ValueError, match="img_resolution"):  # without the sizes: SR 8XDC is 128 -> 512
+        GeneratorConfig.from_eg3d_init_kwargs(kwargs)
+    with pytest.raises(ValueError, match="not size fields"):
+        GeneratorConfig.from_eg3d_init_kwargs(kwargs, z_dim=3)

@@ -46,16 +46,6 @@ EG3D_SNAPSHOT_GLOBALS = {
 
 
 @pytest.fixture(scope="module")
-def networks():
-    return tiny_networks(seed=0)
-
-
-@pytest.fixture(scope="module")
-def snapshot_path(networks, tmp_path_factory):
-    return write_eg3d_snapshot(tmp_path_factory.mktemp("snapshot") / "snapshot.pkl", **networks)
-
-
-@pytest.fixture(scope="module")
 def snapshot(snapshot_path):
     return read_eg3d_snapshot(snapshot_path)
 
@@ -120,7 +110,7 @@ def test_discriminator_and_snapshot_metadata(networks, snapshot, snapshot_path):
     assert D["init_kwargs"]["mapping_kwargs"] == {"num_layers": 2}
     assert "neural_rendering_resolution" not in D
     assert meta["training_set_kwargs"]["resolution"] == 512
-    assert meta["source"] == {"file": "snapshot.pkl",
+    assert meta["source"] == {"file": "network-snapshot.pkl",
                               "sha256": hashlib.sha256(snapshot_path.read_bytes()).hexdigest()}
     assert meta["other_keys"] == ["augment_pipe"]
     json.dumps(meta)  # JSON-serialisable throughout
@@ -367,5 +357,6 @@ def test_reader_imports_no_eg3d_code(snapshot_path):
         f"read_eg3d_snapshot({str(snapshot_path)!r}); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dnnlib', 'torch_utils', 'training')))"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}  # same imports as this process
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
     assert result.stdout.strip() == "[]"

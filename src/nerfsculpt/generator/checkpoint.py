@@ -31,7 +31,12 @@ import torch
 from torch import nn
 
 from nerfsculpt import __version__
-from nerfsculpt.generator.config import SUPERRESOLUTION_SPECS, DiscriminatorConfig, GeneratorConfig
+from nerfsculpt.generator.config import (
+    SUPERRESOLUTION_SPECS,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    superresolution_class_name,
+)
 from nerfsculpt.generator.discriminator import DualDiscriminator
 from nerfsculpt.generator.safe_pickle import NETWORK_NAMES, CheckpointError, read_eg3d_snapshot
 from nerfsculpt.generator.triplane import TriPlaneGenerator
@@ -126,13 +131,6 @@ def _read_snapshot(path: Path) -> _Checkpoint:
     return _Checkpoint(path, dict(snapshot.state_dicts), configs, meta)
 
 
-class _UnvalidatedGeneratorConfig(GeneratorConfig):
-    """Parses EG3D kwargs without the consistency check, which needs the sizes read from weights."""
-
-    def validate(self) -> None:
-        pass
-
-
 def generator_config_from_snapshot(
     network: dict[str, Any], state_dict: dict[str, torch.Tensor]
 ) -> GeneratorConfig:
@@ -146,18 +144,19 @@ def generator_config_from_snapshot(
     init_kwargs = dict(network["init_kwargs"])
     if network.get("rendering_kwargs") is not None:
         init_kwargs["rendering_kwargs"] = network["rendering_kwargs"]
-    nrr = network.get("neural_rendering_resolution")
-    parsed = _UnvalidatedGeneratorConfig.from_eg3d_init_kwargs(init_kwargs, nrr)
-    sr_class = network["modules"].get("superresolution")
-    if sr_class != parsed.sr_class_name:
-        raise ValueError(f"rendering_kwargs.superresolution_module names {parsed.sr_class_name} "
-                         f"but the superresolution module is {sr_class}")
-    fields = parsed.to_dict()
-    fields.update(_sizes_from_weights(parsed, network, state_dict))
-    return GeneratorConfig.from_dict(fields)
+    sizes = {}
+    sr_module = (init_kwargs.get("rendering_kwargs") or {}).get("superresolution_module")
+    if sr_module is not None:  # otherwise from_eg3d_init_kwargs reports what is missing
+        sr_name = superresolution_class_name(sr_module)
+        sr_class = network["modules"].get("superresolution")
+        if sr_class != sr_name:
+            raise ValueError(f"rendering_kwargs.superresolution_module names {sr_name} "
+                             f"but the superresolution module is {sr_class}")
+        sizes = _sizes_from_weights(sr_name, init_kwargs.get("w_dim", 512), network, state_dict)
+    return GeneratorConfig.from_eg3d_init_kwargs(init_kwargs, network.get("neural_rendering_resolution"), **sizes)
 
 
-def _sizes_from_weights(parsed: GeneratorConfig, network: dict[str, Any], state_dict: dict[str, torch.Tensor]
+def _sizes_from_weights(sr_name: str, w_dim: int, network: dict[str, Any], state_dict: dict[str, torch.Tensor]
                         ) -> dict[str, Any]:
     """Config fields EG3D hard-codes, from tensor shapes; EG3D's own values map to the defaults."""
     sizes: dict[str, Any] = {}
@@ -168,7 +167,7 @@ def _sizes_from_weights(parsed: GeneratorConfig, network: dict[str, Any], state_
         sizes["plane_features"] = state_dict[f"backbone.synthesis.b{blocks[-1]}.torgb.weight"].shape[0] // 3
     if "decoder.net.0.weight" in state_dict:
         sizes["decoder_hidden"] = state_dict["decoder.net.0.weight"].shape[0]
-    spec = SUPERRESOLUTION_SPECS[parsed.sr_class_name]
+    spec = SUPERRESOLUTION_SPECS[sr_name]
     sr_keys = [f"superresolution.block{i}.conv1.weight" for i in (0, 1)]
     if all(key in state_dict for key in sr_keys):
         channels = tuple(state_dict[key].shape[0] for key in sr_keys)
@@ -178,7 +177,7 @@ def _sizes_from_weights(parsed: GeneratorConfig, network: dict[str, Any], state_
         sizes["sr_input_resolution"] = input_resolution if input_resolution != spec.input_resolution else None
     affine = state_dict.get("superresolution.block0.conv1.affine.weight")
     if affine is not None:
-        sizes["sr_w_dim"] = affine.shape[1] if affine.shape[1] != parsed.w_dim else None
+        sizes["sr_w_dim"] = affine.shape[1] if affine.shape[1] != w_dim else None
     return sizes
 
 

@@ -93,6 +93,11 @@ def superresolution_class_name(module_path: str) -> str:
     return name
 
 
+# GeneratorConfig fields for sizes EG3D hard-codes rather than takes as constructor arguments.
+SIZE_FIELDS = ("plane_resolution", "plane_features", "decoder_hidden", "sr_input_resolution", "sr_channels",
+               "sr_w_dim")
+
+
 @dataclass
 class GeneratorConfig:
     """Constructor arguments of the tri-plane generator (EG3D `TriPlaneGenerator`)."""
@@ -222,9 +227,16 @@ class GeneratorConfig:
 
     @classmethod
     def from_eg3d_init_kwargs(
-        cls, init_kwargs: dict[str, Any], neural_rendering_resolution: int | None = None
+        cls, init_kwargs: dict[str, Any], neural_rendering_resolution: int | None = None, **sizes: Any
     ) -> GeneratorConfig:
-        """Build from the `init_kwargs` stored in an EG3D snapshot; unknown keys are reported."""
+        """Build from the `init_kwargs` stored in an EG3D snapshot; unknown keys are reported.
+
+        `sizes` sets the fields EG3D hard-codes (`SIZE_FIELDS`: plane resolution and features,
+        decoder and SR widths) for checkpoints whose weights have other sizes than EG3D's.
+        """
+        unknown_sizes = sorted(set(sizes) - set(SIZE_FIELDS))
+        if unknown_sizes:
+            raise ValueError(f"{unknown_sizes} are not size fields; expected some of {SIZE_FIELDS}")
         kw = dict(init_kwargs)
         problems = []
         mapping = dict(kw.pop("mapping_kwargs", {}) or {})
@@ -262,7 +274,7 @@ class GeneratorConfig:
             raise ValueError("checkpoint configuration not supported:\n  - " + "\n  - ".join(problems))
         if neural_rendering_resolution is not None:
             out["neural_rendering_resolution"] = int(neural_rendering_resolution)
-        return cls(**out)
+        return cls(**out, **sizes)
 
     def to_eg3d_init_kwargs(self) -> dict[str, Any]:
         """The `init_kwargs` EG3D's TriPlaneGenerator would need (EG3D-sized fields only)."""

@@ -29,10 +29,12 @@ redoes exactly what is missing. One writer per bank at a time (one process, or o
 
 Example::
 
-    G, info = resolve_generator("tiny-random", "cpu")
-    write_bank("bank", G, info, BankConfig(resolution=32, slab_resolution=32), seeds=range(4))
+    G, info = resolve_generator("tiny-random", "cpu")      # random weights: noise shapes, level 0
+    config = BankConfig(resolution=32, slab_resolution=32, mesh_level=0.0, depth_resolution=32,
+                        n_points=256, render_resolution=64)
+    write_bank("bank", G, info, config, seeds=range(4), what=ARTEFACTS)
     bank = open_bank("bank")
-    slab = bank.load(0, "slab")          # [X, Y, Z] float32
+    slab = bank.load(0, "slab")          # [16, 18, 17] (X, Y, Z) float32
 """
 
 from __future__ import annotations
@@ -40,12 +42,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
-import io
 import json
 import logging
 import math
 import os
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +56,7 @@ import torch
 from torch import Tensor
 
 from nerfsculpt import __version__
+from nerfsculpt.atomic import png_bytes, remove_temporaries, write_atomic
 from nerfsculpt.camera import AVG_CAMERA_PIVOT, AVG_CAMERA_RADIUS, FOCAL_PAPER
 from nerfsculpt.geometry.slab import REWARD_SLAB, SlabSpec
 
@@ -85,6 +86,7 @@ ARTEFACTS = tuple(ARTEFACT_FILES)
 DEFAULT_WHAT = ("sigma", "slab", "mesh", "depth", "renders")
 NOISE_MODES = ("const", "random", "none")
 MESH_BORDERS = ("eg3d", "legacy_sigma10", "none")
+GRIDS = ("exact", "eg3d")  # geometry.grid.grid_coordinates / grid_coordinates_eg3d
 
 
 class BankError(ValueError):
@@ -121,6 +123,11 @@ class BankConfig:
     """Points per point cloud (§2.3: 2048)."""
     render_resolution: int = 256
     """Side of the shaded geometry renders shown to annotators."""
+    grid: str = "exact"
+    """Points of the full sigma grid (sigma, mesh, renders): 'exact' or 'eg3d' (EG3D's ``create_samples``)."""
+    slab_grid: str = "eg3d"
+    """Points of the reward slab: 'eg3d', those the reference's data (and its released reward model)
+    used (§1.2, up to ~0.9 voxel off the exact grid in x and y), or 'exact'."""
 
     def __post_init__(self) -> None:
         errors = []
@@ -135,10 +142,20 @@ class BankConfig:
         for name in ("resolution", "slab_resolution", "depth_resolution", "n_points", "render_resolution"):
             if not getattr(self, name) >= 2:
                 errors.append(f"{name.replace('_', ' ')} must be >= 2, got {getattr(self, name)}")
+        for name in ("grid", "slab_grid"):
+            if getattr(self, name) not in GRIDS:
+                errors.append(f"{name.replace('_', ' ')} must be one of {GRIDS}, got {getattr(self, name)!r}")
         if self.mesh_border not in MESH_BORDERS:
             errors.append(f"mesh border must be one of {MESH_BORDERS}, got {self.mesh_border!r}")
         if errors:
             raise ValueError("; ".join(errors))
+
+    def check_what(self, what: Sequence[str]) -> None:
+        """Raise ValueError if the artefacts ``what`` cannot be made with these settings."""
+        pixels = self.depth_resolution**2
+        if "points" in what and self.n_points > pixels:
+            raise ValueError(f"n points {self.n_points} exceeds the {self.depth_resolution}x{self.depth_resolution} "
+                             f"= {pixels} pixels of the depth map; lower --n-points or raise --depth-resolution")
 
     @property
     def slab_spec(self) -> SlabSpec:
@@ -176,12 +193,16 @@ def build_manifest(
 ) -> dict[str, Any]:
     """The manifest of a bank of ``seeds`` x ``what`` from ``G`` (JSON-serialisable)."""
     from nerfsculpt.camera import annotation_views, canonical_camera, dmap_cameras
+    from nerfsculpt.geometry.shading import ClayShading
 
     cutoff = config.truncation_cutoff if config.truncation_cutoff is not None else G.num_ws
-    spec = config.slab_spec
+    if cutoff > G.num_ws:
+        raise BankError(f"truncation cutoff {cutoff} exceeds the generator's {G.num_ws} ws; "
+                        f"pass --truncation-cutoff all or a value <= {G.num_ws}")
+    box = float(G.rendering_kwargs["box_warp"])
+    spec = dataclasses.replace(config.slab_spec, cube_length=box)  # the crop is of the tri-plane box
     dmap = dmap_cameras(focal=config.focal)
     views = annotation_views(focal=config.focal)
-    box = float(G.rendering_kwargs["box_warp"])
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     return {
         "format": BANK_FORMAT,
@@ -201,17 +222,24 @@ def build_manifest(
             },
         },
         "extraction": {
-            "sigma": {"resolution": config.resolution, "cube_length": box, "grid": "exact", "order": "xyz",
+            "sigma": {"resolution": config.resolution, "cube_length": box, "grid": config.grid, "order": "xyz",
                       "dtype": "float16", "values": "raw sigma (decoder channel 0, no activation)"},
-            "slab": {"spec": dataclasses.asdict(spec), "shape": list(spec.shape), "order": "xyz",
-                     "dtype": "float16", "values": "raw sigma (decoder channel 0, no activation)"},
-            "mesh": {"resolution": config.resolution, "level": config.mesh_level, "border": config.mesh_border,
-                     "cube_length": box, "format": "glb"},
+            "slab": {"spec": dataclasses.asdict(spec), "shape": list(spec.shape), "grid": config.slab_grid,
+                     "order": "xyz", "dtype": "float16", "values": "raw sigma (decoder channel 0, no activation)"},
+            "mesh": {"resolution": config.resolution, "grid": config.grid, "level": config.mesh_level,
+                     "border": config.mesh_border, "cube_length": box, "format": "glb"},
             "depth": {"resolution": config.depth_resolution, "cameras": list(dmap.names),
-                      "labels": dmap.render.tolist(), "dtype": "float32"},
-            "points": {"n_points": config.n_points, "camera": "front", "resolution": config.depth_resolution},
-            "renders": {"resolution": config.render_resolution, "views": list(views.names),
-                        "labels": views.render.tolist(), "rgb": "canonical camera"},
+                      "labels": dmap.render.tolist(), "dtype": "float32",
+                      "ray_sampling": "deterministic (stratum centres, evenly spaced importance quantiles)"},
+            "points": {"n_points": config.n_points, "camera": "front", "resolution": config.depth_resolution,
+                       "subsample": "linspace", "units": "world (not normalised)"},
+            "renders": {"resolution": config.render_resolution, "supersample": 2, "views": list(views.names),
+                        "labels": views.render.tolist(), "surface": "sigma = level, the mesh's surface",
+                        "grid_resolution": config.resolution, "level": config.mesh_level,
+                        "border": config.mesh_border, "cube_length": box, "background": "white",
+                        "shading": dataclasses.asdict(ClayShading()),
+                        "rgb": {"camera": "canonical", "resolution": G.img_resolution,
+                                "ray_sampling": "deterministic"}},
         },
         "config": dataclasses.asdict(config),
         "what": [name for name in ARTEFACTS if name in what],
@@ -252,7 +280,9 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     try:
         manifest = json.loads(manifest_path.read_text())
     except FileNotFoundError:
-        raise BankError(f"{path} is not a sample bank (no {MANIFEST_FILE}); create one with 'nerfsculpt sample'")
+        raise BankError(
+            f"{path} is not a sample bank (no {MANIFEST_FILE}); create one with 'nerfsculpt sample'"
+        ) from None
     except (OSError, json.JSONDecodeError) as e:
         raise BankError(f"{manifest_path}: unreadable ({e}); restore it or write a new bank") from e
     if manifest.get("format") != BANK_FORMAT:
@@ -310,22 +340,9 @@ def _json_bytes(value: Any) -> bytes:
     return (json.dumps(value, indent=2, allow_nan=False) + "\n").encode()
 
 
-def _temporary_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
 def _write_atomic(path: Path, data: bytes) -> dict[str, Any]:
-    """Write ``data`` to a temporary file beside ``path``, fsync, ``os.replace``. Returns its record."""
-    tmp = _temporary_name(path)
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``data`` crash-safely (``atomic.write_atomic``); returns its size and sha256 record."""
+    write_atomic(path, data)
     return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
@@ -339,24 +356,6 @@ def _safetensors_bytes(tensors: dict[str, Tensor], metadata: dict[str, Any]) -> 
 
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in tensors.items()}
     return save(tensors, metadata={key: str(value) for key, value in metadata.items()})
-
-
-def _png_bytes(image: Tensor) -> bytes:  # [H, W, 3] uint8
-    from PIL import Image
-
-    array = torch.as_tensor(image).detach().to("cpu")
-    assert array.dtype == torch.uint8 and array.ndim == 3 and array.shape[-1] == 3, (
-        f"expected a uint8 image [H, W, 3], got {array.dtype} {tuple(array.shape)}"
-    )
-    buffer = io.BytesIO()
-    Image.fromarray(array.numpy()).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _remove_temporaries(directory: Path) -> None:
-    """Delete temporary files an interrupted writer left behind (``.<name>.<pid>.<hex>.tmp``)."""
-    for tmp in directory.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
 
 
 def read_seed_meta(seed_dir: Path) -> dict[str, Any] | None:
@@ -410,6 +409,41 @@ def seed_latent(G: TriPlaneGenerator, seed: int, manifest: dict[str, Any], devic
     return G.mapping(z, c, truncation_psi=sampling["psi"], truncation_cutoff=sampling["truncation_cutoff"])
 
 
+@dataclass
+class _SeedJob:
+    """One seed being written: its latent, directory and the bank's parameters."""
+
+    G: TriPlaneGenerator
+    seed: int
+    ws: Tensor  # [1, num_ws, w_dim]
+    seed_dir: Path
+    manifest: dict[str, Any]
+    chunk_points: int
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.manifest["extraction"]
+
+    @property
+    def noise_mode(self) -> str:
+        return self.manifest["sampling"]["noise_mode"]
+
+    @property
+    def focal(self) -> float:
+        return self.manifest["sampling"]["conditioning"]["focal"]
+
+    @property
+    def tags(self) -> dict[str, Any]:
+        """Recorded in every file's metadata / sidecar."""
+        return {"seed": self.seed, "psi": self.manifest["sampling"]["psi"],
+                "generator_fingerprint": self.manifest["generator"]["fingerprint"]}
+
+    def save_tensors(self, file: str, tensors: dict[str, Tensor], **info: Any) -> dict[str, Any]:
+        data = _safetensors_bytes(tensors, {**self.tags, **info})
+        return {"files": {file: _write_atomic(self.seed_dir / file, data)},
+                "shapes": {key: list(value.shape) for key, value in tensors.items()}}
+
+
 @torch.no_grad()
 def write_seed(
     G: TriPlaneGenerator,
@@ -418,90 +452,118 @@ def write_seed(
     bank: str | os.PathLike,
     manifest: dict[str, Any],
     chunk_points: int = 1 << 20,
+    rank: int = 0,
 ) -> dict[str, Any]:
     """Compute the artefacts ``what`` of one seed, write them, then its ``meta.json``. Returns the meta.
 
-    Artefacts already finished and not in ``what`` are kept. ws are computed once per seed; the
-    extraction functions take ws and run the backbone themselves (one synthesis per call), which
-    costs one extra backbone pass per artefact, small next to the sigma grid and the renders.
+    Artefacts already finished and not in ``what`` are kept. ws are computed once per seed. The
+    sigma grid is computed once and shared by sigma, mesh, renders and (when it has the slab's
+    resolution and points) the slab. The extraction functions take ws and run the backbone
+    themselves, so it runs once per call (grid, slab if not cropped, depth, RGB): cheap next to
+    the grid, and not shareable through their API.
     """
-    from nerfsculpt.camera import annotation_views, canonical_camera, dmap_cameras
-    from nerfsculpt.geometry import shading, sigma, views
-
     start = datetime.datetime.now(datetime.UTC)
-    device = next(G.parameters()).device
     seed_dir = Path(bank) / SEEDS_DIR / seed_dir_name(seed)
     seed_dir.mkdir(parents=True, exist_ok=True)
-    _remove_temporaries(seed_dir)
+    remove_temporaries(seed_dir)
     old = read_seed_meta(seed_dir)
     entries = {name: old["artefacts"][name] for name in finished_artefacts(seed_dir, old)} if old else {}
-    sampling, extraction = manifest["sampling"], manifest["extraction"]
-    noise_mode = sampling["noise_mode"]
-    fingerprint = manifest["generator"]["fingerprint"]
-    tags = {"seed": seed, "psi": sampling["psi"], "generator_fingerprint": fingerprint}
-    ws = seed_latent(G, seed, manifest, device)  # (1, num_ws, w_dim)
-
-    def save_tensors(name: str, file: str, tensors: dict[str, Tensor], **info: Any) -> dict[str, Any]:
-        data = _safetensors_bytes(tensors, {**tags, **info})
-        return {"files": {file: _write_atomic(seed_dir / file, data)},
-                "shapes": {key: list(value.shape) for key, value in tensors.items()}}
-
-    if "sigma" in what or "mesh" in what:
-        params = extraction["sigma"]
-        grid = sigma.sigma_grid(G, ws, resolution=params["resolution"], chunk_points=chunk_points,
-                                noise_mode=noise_mode)  # (1, R, R, R) [x, y, z]
-        sigma.check_finite(grid, [seed])
-        if "sigma" in what:
-            entries["sigma"] = save_tensors("sigma", "sigma.safetensors", {"sigma": _as_float16(grid[0], seed)},
-                                            order="xyz", values=params["values"])
-        if "mesh" in what:
-            entries["mesh"] = _write_mesh(grid[0], seed_dir, extraction["mesh"], tags)
-        del grid
-    if "slab" in what:
-        params = extraction["slab"]
-        slab = sigma.reward_slab(G, ws, spec=SlabSpec(**params["spec"]), chunk_points=chunk_points,
-                                 noise_mode=noise_mode)  # (1, X, Y, Z)
-        sigma.check_finite(slab, [seed])
-        entries["slab"] = save_tensors("slab", "slab.safetensors", {"slab": _as_float16(slab[0], seed)},
-                                       order="xyz", values=params["values"])
-    if "depth" in what or "points" in what:
-        cameras = dmap_cameras(focal=sampling["conditioning"]["focal"], device=device)
-        resolution = extraction["depth"]["resolution"]
-        if "depth" in what:
-            depth = views.render_depth(G, ws, cameras, resolution=resolution, noise_mode=noise_mode)  # (1,V,1,R,R)
-            entries["depth"] = save_tensors(
-                "depth", "depth.safetensors", {"depth": depth[0].float(), "cameras": cameras.render.float()},
-                camera_names=json.dumps(list(cameras.names)), units="distance along the unit ray, world units",
-            )
-        if "points" in what:
-            front = cameras.names.index("front")
-            points = views.point_cloud(G, ws, cameras.render[front : front + 1],
-                                       n_points=extraction["points"]["n_points"], resolution=resolution,
-                                       noise_mode=noise_mode)  # (1, P, 3)
-            entries["points"] = save_tensors("points", "points.safetensors", {"points": points[0].float()},
-                                             units="world", camera="front")
-    if "renders" in what:
-        params = extraction["renders"]
-        annotation = annotation_views(focal=sampling["conditioning"]["focal"], device=device)
-        images = shading.render_geometry(G, ws, annotation, resolution=params["resolution"],
-                                         noise_mode=noise_mode)  # V x [H, W, 3] uint8
-        rgb = shading.render_rgb(G, ws, canonical_camera(focal=sampling["conditioning"]["focal"], device=device),
-                                 noise_mode=noise_mode)  # [H, W, 3] uint8
-        files = {f"render_{view}.png": _write_atomic(seed_dir / f"render_{view}.png", _png_bytes(image))
-                 for view, image in zip(annotation.names, images, strict=True)}
-        files["rgb.png"] = _write_atomic(seed_dir / "rgb.png", _png_bytes(rgb))
-        entries["renders"] = {"files": files}
-
+    ws = seed_latent(G, seed, manifest, next(G.parameters()).device)  # (1, num_ws, w_dim)
+    job = _SeedJob(G, seed, ws, seed_dir, manifest, chunk_points)
+    if {"sigma", "slab", "mesh", "renders"} & set(what):
+        entries.update(_write_grid_artefacts(job, what))
+    if {"depth", "points"} & set(what):
+        entries.update(_write_depth_artefacts(job, what))
     meta = {
         "seed": seed,
         "format_version": BANK_FORMAT_VERSION,
-        "generator_fingerprint": fingerprint,
+        "generator_fingerprint": manifest["generator"]["fingerprint"],
         "artefacts": {name: entries[name] for name in ARTEFACTS if name in entries},
         "written": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "rank": rank,
         "seconds": round((datetime.datetime.now(datetime.UTC) - start).total_seconds(), 3),
     }
     _write_atomic(seed_dir / SEED_META_FILE, _json_bytes(meta))  # last: the seed's completion marker
     return meta
+
+
+def _write_grid_artefacts(job: _SeedJob, what: Sequence[str]) -> dict[str, Any]:
+    """sigma, slab, mesh and renders, all from one sigma grid where possible."""
+    from nerfsculpt.geometry import sigma
+    from nerfsculpt.geometry.slab import crop_reward_slab
+
+    grid_params, slab_params = job.params["sigma"], job.params["slab"]
+    spec = SlabSpec(**slab_params["spec"])
+    # The slab is a crop of the grid when both sample the same points.
+    slab_in_grid = spec.resolution == grid_params["resolution"] and slab_params["grid"] == grid_params["grid"]
+    entries: dict[str, Any] = {}
+    grid = None
+    if {"sigma", "mesh", "renders"} & set(what):
+        grid = sigma.sigma_grid(job.G, job.ws, resolution=grid_params["resolution"], chunk_points=job.chunk_points,
+                                noise_mode=job.noise_mode, eg3d_grid=grid_params["grid"] == "eg3d",
+                                seeds=[job.seed])[0]  # (R, R, R) [x, y, z], checked finite
+    if "sigma" in what:
+        entries["sigma"] = job.save_tensors("sigma.safetensors", {"sigma": _as_float16(grid, job.seed)},
+                                            order="xyz", values=grid_params["values"])
+    if "slab" in what:
+        if grid is not None and slab_in_grid:
+            slab = crop_reward_slab(grid, spec)  # (X, Y, Z): the points sigma.reward_slab samples
+        else:
+            slab = sigma.reward_slab(job.G, job.ws, spec=spec, chunk_points=job.chunk_points, noise_mode=job.noise_mode,
+                                     eg3d_grid=slab_params["grid"] == "eg3d",
+                                     seeds=[job.seed])[0]  # (X, Y, Z), checked finite
+        entries["slab"] = job.save_tensors("slab.safetensors", {"slab": _as_float16(slab, job.seed)},
+                                           order="xyz", values=slab_params["values"])
+    if "mesh" in what:
+        entries["mesh"] = _write_mesh(grid, job.seed_dir, job.params["mesh"], job.tags)
+    if "renders" in what:
+        entries["renders"] = _write_renders(job, grid)
+    return entries
+
+
+def _write_depth_artefacts(job: _SeedJob, what: Sequence[str]) -> dict[str, Any]:
+    """Depth maps from the three dmap cameras (§2.1) and the front view's point cloud (§2.3)."""
+    from nerfsculpt.camera import dmap_cameras
+    from nerfsculpt.geometry import views
+
+    cameras = dmap_cameras(focal=job.focal, device=job.ws.device)
+    front = cameras.names.index("front")  # the canonical camera, the point clouds' view
+    labels = cameras.render if "depth" in what else cameras.render[front : front + 1]  # (V, 25)
+    depth = views.render_depth(job.G, job.ws, labels, resolution=job.params["depth"]["resolution"],
+                               noise_mode=job.noise_mode)[0]  # (V, 1, R, R), deterministic ray sampling
+    entries: dict[str, Any] = {}
+    if "depth" in what:
+        entries["depth"] = job.save_tensors(
+            "depth.safetensors", {"depth": depth.float(), "cameras": cameras.render.float()},
+            camera_names=json.dumps(list(cameras.names)), units="distance along the unit ray, world units",
+        )
+    if "points" in what:
+        view = front if "depth" in what else 0
+        points = views.depth_to_points(depth[view : view + 1], labels[view : view + 1])  # (1, R*R, 3)
+        points = views.subsample_points(points, job.params["points"]["n_points"])  # (1, P, 3), linspace
+        entries["points"] = job.save_tensors("points.safetensors", {"points": points[0].float()},
+                                             units="world", camera="front")
+    return entries
+
+
+def _write_renders(job: _SeedJob, grid: Tensor) -> dict[str, Any]:
+    """Clay renders of the mesh's surface from the annotation views, and the generator's RGB image."""
+    from nerfsculpt.camera import annotation_views, canonical_camera
+    from nerfsculpt.geometry import shading
+
+    params = job.params["renders"]
+    views = annotation_views(focal=job.focal, device=grid.device)
+    cube = shading.clear_border(grid, None if params["border"] == "none" else params["border"])  # (R, R, R)
+    surface = shading.trace_level_surface(cube, views, params["resolution"] * params["supersample"],
+                                          params["level"], params["cube_length"])
+    images = shading.shade_surface(surface, views, shading.ClayShading(**params["shading"]),
+                                   params["supersample"], "white")  # (V, H, W, 3) uint8
+    rgb = shading.render_rgb(job.G, job.ws, canonical_camera(focal=job.focal, device=grid.device),
+                             noise_mode=job.noise_mode)[0]  # (H, W, 3) uint8
+    files = {f"render_{view}.png": _write_atomic(job.seed_dir / f"render_{view}.png", png_bytes(image))
+             for view, image in zip(views.names, images, strict=True)}
+    files["rgb.png"] = _write_atomic(job.seed_dir / "rgb.png", png_bytes(rgb))
+    return {"files": files}
 
 
 def _as_float16(sigma: Tensor, seed: int) -> Tensor:
@@ -541,7 +603,7 @@ class BankRunReport:
     already_finished: int
     """Requested seeds that were finished before the run."""
     written: int
-    """Seeds this process wrote."""
+    """Seeds written by all processes together."""
     empty_meshes: list[int]
     """Seeds this process wrote whose sigma field has no surface at the mesh level."""
 
@@ -586,7 +648,9 @@ def write_bank(
     from tqdm import tqdm
 
     rank, world = _distributed()
+    seeds = list(dict.fromkeys(seeds))  # a seed listed twice would be written by two ranks at once
     what = [name for name in ARTEFACTS if name in what]
+    config.check_what(what)
     shared: tuple[str, Any, Any]
     if rank == 0:
         try:
@@ -606,13 +670,16 @@ def write_bank(
     report = BankRunReport(requested=len(seeds), already_finished=finished, written=0, empty_meshes=[])
     shard = todo[rank::world]
     for seed, missing in tqdm(shard, desc=f"bank seeds (rank 0 of {world})" if world > 1 else "bank seeds",
-                              unit="seed", disable=not progress or rank != 0, dynamic_ncols=True):
-        meta = write_seed(G, seed, missing, path, manifest, chunk_points=chunk_points)
+                              unit="seed", disable=not progress or rank != 0 or not shard, dynamic_ncols=True):
+        meta = write_seed(G, seed, missing, path, manifest, chunk_points=chunk_points, rank=rank)
+        logger.debug("rank %d wrote seed %d (%s)", rank, seed, ",".join(missing))
         report.written += 1
         if meta["artefacts"].get("mesh", {}).get("empty"):
             report.empty_meshes.append(seed)
     if world > 1:
-        dist.barrier()
+        written = torch.tensor([report.written], device=next(G.parameters()).device)
+        dist.all_reduce(written)  # also the final barrier: every rank has finished its shard
+        report.written = int(written.item())
     return report
 
 
@@ -638,7 +705,7 @@ class Bank:
         meta = read_seed_meta(self.seed_dir(seed))
         if meta is None:
             raise BankError(f"seed {seed} is not in {self.path} (no {SEED_META_FILE}); "
-                            f"write it with 'nerfsculpt sample --seeds {seed} --out {self.path}'")
+                            f"write it with 'nerfsculpt sample --generator ... --seeds {seed} --out {self.path}'")
         return meta
 
     def seeds(self, what: Sequence[str] | None = None) -> list[int]:
@@ -659,7 +726,8 @@ class Bank:
         entry = self.meta(seed)["artefacts"].get(artefact)
         if entry is None or artefact not in finished_artefacts(self.seed_dir(seed)):
             raise BankError(f"seed {seed} of {self.path} has no finished {artefact!r}; "
-                            f"add it with 'nerfsculpt sample --what {artefact} --seeds {seed} --out {self.path} ...'")
+                            f"add it with 'nerfsculpt sample --generator ... --what {artefact} --seeds {seed} "
+                            f"--out {self.path}'")
         if entry.get("empty"):
             raise BankError(f"seed {seed} has no {artefact}: {entry.get('reason', 'empty')}")
         return self.seed_dir(seed) / file

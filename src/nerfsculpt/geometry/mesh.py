@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from nerfsculpt.atomic import write_atomic
 from nerfsculpt.geometry.grid import index_to_world
 
 if TYPE_CHECKING:
@@ -160,20 +160,6 @@ def extract_mesh(
     return mesh
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # same filesystem
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def sidecar_path(path: str | os.PathLike) -> Path:
     """The JSON sidecar of a mesh file: ``path + '.json'`` (``head.ply`` -> ``head.ply.json``)."""
     path = Path(path)
@@ -207,6 +193,6 @@ def save_mesh(mesh: trimesh.Trimesh, path: str | os.PathLike, sidecar: dict[str,
     except (TypeError, ValueError) as e:
         raise ValueError(f"sidecar must be JSON-serialisable (numbers, strings, lists, dicts): {e}") from e
     data = mesh.export(file_type=suffix[1:])
-    _write_atomic(sidecar_path(path), (text + "\n").encode())
-    _write_atomic(path, data.encode() if isinstance(data, str) else data)
+    write_atomic(sidecar_path(path), (text + "\n").encode())
+    write_atomic(path, data.encode() if isinstance(data, str) else data)
     return path

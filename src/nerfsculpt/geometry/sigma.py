@@ -228,9 +228,10 @@ def sigma_grid(
       ``chunk_points * 1 kB`` for the 32-feature FFHQ decoder.
     - ``eg3d_grid``: sample EG3D's ``create_samples`` points (gen_samples.py and the reference's
       data, float32 artefacts included; ``grid.grid_coordinates_eg3d``) instead of the exact grid.
-    - ``autocast_dtype``: run the decoder under ``torch.autocast`` with this dtype, e.g.
-      ``torch.float16`` on CUDA (about 2x faster there; sigma up to ~250 keeps ~0.1 absolute
-      precision). Leave ``None`` on CPU, where float32 is fastest. The output stays float32.
+    - ``autocast_dtype``: run the decoder MLP under ``torch.autocast`` with this dtype, e.g.
+      ``torch.float16`` on CUDA, where half-precision matmuls are faster (not benchmarked here;
+      float16 resolves sigma ~250 to ~0.2). Leave ``None`` on CPU, where float32 is fastest. The
+      plane lookups and the output stay float32.
     - ``seeds``: if given (one per latent), :func:`check_finite` is run on the result.
     """
     if not (isinstance(resolution, int) and resolution >= 2):
@@ -249,16 +250,19 @@ def reward_slab(
     differentiable: bool = False,
     checkpoint: bool = True,
     progress: bool = False,
-    eg3d_grid: bool = False,
+    eg3d_grid: bool = True,
     autocast_dtype: torch.dtype | None = None,
     seeds: Sequence[int] | None = None,
 ) -> Tensor:  # [N, *spec.shape] = [N, 128, 141, 129] raw sigma, [x, y, z] order
     """Raw sigma on the reward slab's points only (2.3M of the 16.7M at 256, reference_method.md §1.2).
 
-    Equals ``crop_reward_slab(sigma_grid(G, ws, spec.resolution, ...), spec)`` exactly; arguments
-    as in :func:`sigma_grid`. Normalisation and model order are ``slab.normalise_slab_0_100`` and
-    ``slab.slab_to_model_order``. The reference sampled the slab on EG3D's ``create_samples``
-    grid: ``eg3d_grid=True`` reproduces its points.
+    Equals ``crop_reward_slab(sigma_grid(G, ws, spec.resolution, eg3d_grid=eg3d_grid, ...), spec)``
+    exactly; arguments as in :func:`sigma_grid`. Normalisation and model order are
+    ``slab.normalise_slab_0_100`` and ``slab.slab_to_model_order``.
+
+    The default ``eg3d_grid=True`` samples the points the reference sampled (EG3D's
+    ``create_samples`` grid, up to ~0.9 voxel off the exact grid in x and y): the released reward
+    model was trained on sigma at those points. ``eg3d_grid=False`` uses the exact grid.
     """
     box_warp = float(G.rendering_kwargs["box_warp"])
     if spec.cube_length != box_warp:

@@ -1,0 +1,55 @@
+"""Crash-safe file writing shared by every artefact writer.
+
+A file is written under a temporary name in its own folder (same filesystem), flushed to disk and
+then renamed over the target with ``os.replace``: readers see the old file or the new one, never
+a half-written one. Temporary names start with a dot and end in ``.tmp`` so that a writer that
+was killed can be cleaned up with ``remove_temporaries``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+
+def temporary_path(path: Path) -> Path:
+    """A unique hidden name beside ``path``: ``.<name>.<pid>.<hex>.tmp``."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file, fsync and ``os.replace``."""
+    path = Path(path)
+    tmp = temporary_path(path)
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def remove_temporaries(directory: str | os.PathLike) -> None:
+    """Delete the temporary files an interrupted writer left in ``directory``."""
+    for tmp in Path(directory).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """Encode an [H, W, 3] (RGB) or [H, W, 4] (RGBA) uint8 image as PNG."""
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"expected a uint8 image [H, W, 3] or [H, W, 4], got {image.dtype} {image.shape}")
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
