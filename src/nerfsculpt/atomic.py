@@ -43,13 +43,13 @@ def remove_temporaries(directory: str | os.PathLike) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    """Encode an [H, W, 3] (RGB) or [H, W, 4] (RGBA) uint8 image as PNG."""
+def png_bytes(image: np.ndarray, compress_level: int = 6) -> bytes:
+    """Encode an [H, W, 3] (RGB) or [H, W, 4] (RGBA) uint8 image as PNG (zlib level 0-9)."""
     from PIL import Image
 
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
         raise ValueError(f"expected a uint8 image [H, W, 3] or [H, W, 4], got {image.dtype} {image.shape}")
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()

@@ -84,7 +84,7 @@ def test_same_weights_same_fingerprint_across_formats(snapshot, tmp_path):
 
 
 def test_unknown_generator_says_what_to_pass(tmp_path):
-    with pytest.raises(CheckpointError, match=r"not a built-in generator \(tiny-random.*pass an EG3D \.pkl"):
+    with pytest.raises(CheckpointError, match=r"not a built-in generator \(synthetic, tiny-random.*pass an EG3D \.pkl"):
         resolve_generator(str(tmp_path / "missing.pkl"))
     with pytest.raises(CheckpointError, match="tiny-random"):
         resolve_generator("tiny-randon")

@@ -2,8 +2,9 @@
 
 Every command that takes ``--generator`` goes through :func:`resolve_generator`, which accepts
 
-- a built-in name (see :data:`BUILTIN_GENERATORS`; today only ``tiny-random``: a small EG3D with
-  **random weights, for trying the tools only** -- its shapes are noise, not faces);
+- a built-in name (see :data:`BUILTIN_GENERATORS`): ``synthetic``, a small EG3D fitted to the
+  procedural heads of ``nerfsculpt.synthetic`` (shipped weights, the default), or ``tiny-random``,
+  a tiny EG3D with **random weights, for trying the tools only** -- its shapes are noise, not faces;
 - an EG3D snapshot pickle (``ffhq512-128.pkl``), read safely by ``generator.checkpoint``;
 - a directory written by ``nerfsculpt convert`` or its ``config.json``.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,29 @@ register_builtin(
     "tiny EG3D (tiny_config: 32^2 planes, 16 px rendering) with random weights, for trying the tools only; "
     "its shapes are noise, not faces",
     _build_tiny_random,
+)
+
+
+def synthetic_weights_dir() -> Path:
+    """Package data of the ``synthetic`` generator: ``config.json`` + ``G_ema.safetensors``."""
+    return Path(str(resources.files("nerfsculpt.synthetic") / "data" / "synthetic"))
+
+
+def _build_synthetic() -> TriPlaneGenerator:
+    from nerfsculpt.generator.checkpoint import load_generator
+
+    directory = synthetic_weights_dir()
+    if not (directory / "config.json").is_file():
+        raise CheckpointError(f"the synthetic generator's weights are missing from this installation ({directory}); "
+                              "reinstall nerfsculpt, or fit them with 'nerfsculpt synthetic fit'")
+    return load_generator(directory)
+
+
+register_builtin(
+    "synthetic",
+    "small EG3D (64^2 tri-planes, 32 px rendering, 128 px images) fitted to nerfsculpt's procedural heads "
+    "with known geometric defects (nerfsculpt.synthetic); the default generator of every command",
+    _build_synthetic,
 )
 
 
