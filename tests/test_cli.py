@@ -234,3 +234,22 @@ def test_info_of_a_builtin(capsys):
     assert "random weights, for trying the tools only" in info["description"]
     code, _, err = run(capsys, "info", "no-such-generator")
     assert code == 2 and "not a built-in generator" in err
+
+
+def test_synthetic_fit_dry_run_and_bad_input(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, text, _ = run(capsys, "synthetic", "fit", "--out", str(out), "--dry-run", "--batch", "4")
+    plan = json.loads(text)
+    assert code == 0 and plan["fit_config"]["batch"] == 4 and plan["fit_config"]["minutes"] == 55.0
+    assert not out.exists()
+    code, _, err = run(capsys, "synthetic", "fit", "--out", str(out), "--batch", "0")
+    assert code == 2 and "batch" in err and not out.exists()
+
+
+def test_synthetic_evaluate_checks_its_input(capsys, tmp_path):
+    code, _, err = run(capsys, "synthetic", "evaluate", "--seeds", "1-2")
+    assert code == 2 and "at least 3 seeds" in err
+    code, _, err = run(capsys, "synthetic", "evaluate", "--resolution", "8")
+    assert code == 2 and "calibrated at 96-128" in err
+    code, text, _ = run(capsys, "synthetic", "evaluate", "--dry-run")
+    assert code == 0 and json.loads(text) == {"generator": "synthetic", "n_seeds": 200, "out": None}

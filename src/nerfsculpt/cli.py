@@ -507,14 +507,19 @@ def cmd_synthetic_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--seeds: {e}") from e
     if len(seeds) < 3:
         raise UsageError("--seeds: need at least 3 seeds for rank correlations")
+    if args.resolution < 96:
+        raise UsageError(f"--resolution {args.resolution}: the oracle is calibrated at 96-128 samples per axis")
     if args.dry_run:
         print(json.dumps({"generator": args.generator, "n_seeds": len(seeds), "out": args.out}, indent=2))
         return 0
     from nerfsculpt.generator.builtin import resolve_generator
     from nerfsculpt.synthetic.evaluate import evaluate_generator
+    from nerfsculpt.synthetic.oracle import GeometryOracle, OracleConfig
 
     G, info = resolve_generator(args.generator, _resolve_device(args.device, 0, 1))
-    result = {"generator": info.to_dict(), **evaluate_generator(G.eval(), seeds, progress=not args.no_progress)}
+    oracle = GeometryOracle(OracleConfig(resolution=args.resolution))
+    result = {"generator": info.to_dict(),
+              **evaluate_generator(G.eval(), seeds, oracle, progress=not args.no_progress)}
     result["generator"].pop("config", None)
     text = json.dumps(result, indent=2) + "\n"
     if args.out:
@@ -531,6 +536,7 @@ def _add_synthetic_evaluate(subparsers: Any, common: argparse.ArgumentParser) ->
     p.add_argument("--generator", default="synthetic", metavar="PATH|NAME", help="generator to measure")
     p.add_argument("--seeds", default="900000-900199", metavar="LIST",
                    help="held-out seeds (z = RandomState(seed).randn(1, z_dim); the fit draws torch latents)")
+    p.add_argument("--resolution", type=int, default=128, help="oracle grid, >= 96 (calibrated at 96-128)")
     p.add_argument("--out", default=None, metavar="JSON", help="also write the result to this file")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

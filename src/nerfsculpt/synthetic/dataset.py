@@ -175,7 +175,8 @@ class SyntheticDatasetConfig:
             raise DatasetError(f"seed must be a non-negative integer, got {self.seed!r}")
         self.poses.validate()
         try:
-            object.__setattr__(self, "rendering_kwargs", resolve_rendering_kwargs(self.rendering_kwargs))
+            object.__setattr__(self, "rendering_kwargs",
+                               resolve_rendering_kwargs({**SYNTHETIC_RENDERING_KWARGS, **self.rendering_kwargs}))
         except ValueError as e:
             raise DatasetError(str(e)) from e
 
