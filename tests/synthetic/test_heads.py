@@ -26,14 +26,7 @@ from nerfsculpt.synthetic.heads import (
 R = 48  # grid used by the geometric tests (voxel 0.021)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """The fields are elementwise and memory-bound; one thread avoids oversubscribing shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 @pytest.fixture(scope="module")
 def grid():

@@ -20,14 +20,7 @@ from nerfsculpt.synthetic.oracle import (
 R = 96  # oracle resolution of these tests (voxel 0.0105)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """The fields are elementwise and memory-bound; one thread avoids oversubscribing shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 @pytest.fixture(scope="module")
 def oracle():

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nerfsculpt.atomic import png_bytes, temporary_path
+from nerfsculpt.atomic import atomic_file, png_bytes
 from nerfsculpt.camera import (
     AVG_CAMERA_PIVOT,
     AVG_CAMERA_RADIUS,
@@ -243,28 +243,20 @@ def write_dataset(
     per_batch = max(1, ray_chunk // resolution**2)  # images per render call
     names = [archive_name(i) for i in range(n)]
 
-    tmp = temporary_path(out)
-    try:
-        with open(tmp, "xb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf, torch.inference_mode(), \
-                    tqdm(total=n, desc="synthetic dataset", unit="img", disable=not progress) as bar:
-                for start in range(0, n, per_batch):
-                    batch = heads.index(slice(start, start + per_batch))
-                    images = render_field(lambda points, batch=batch: head_field(points, batch),
-                                          labels[start : start + per_batch], resolution, config.rendering_kwargs,
-                                          deterministic=True, ray_chunk=ray_chunk)["image"]
-                    for offset, pixels in enumerate(_to_uint8(images)):
-                        zf.writestr(_entry(names[start + offset]), png_bytes(pixels, compress_level=0))
-                    bar.update(len(images))
-                dataset_json = {"labels": [[name, label] for name, label in zip(names, labels.tolist(), strict=True)]}
-                zf.writestr(_entry(LABELS_FILE), json.dumps(dataset_json))
-                zf.writestr(_entry(CONFIG_FILE), json.dumps(_provenance(config), indent=2))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(out) as f:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf, torch.inference_mode(), \
+                tqdm(total=n, desc="synthetic dataset", unit="img", disable=not progress) as bar:
+            for start in range(0, n, per_batch):
+                batch = heads.index(slice(start, start + per_batch))
+                images = render_field(lambda points, batch=batch: head_field(points, batch),
+                                      labels[start : start + per_batch], resolution, config.rendering_kwargs,
+                                      deterministic=True, ray_chunk=ray_chunk)["image"]
+                for offset, pixels in enumerate(_to_uint8(images)):
+                    zf.writestr(_entry(names[start + offset]), png_bytes(pixels, compress_level=0))
+                bar.update(len(images))
+            dataset_json = {"labels": [[name, label] for name, label in zip(names, labels.tolist(), strict=True)]}
+            zf.writestr(_entry(LABELS_FILE), json.dumps(dataset_json))
+            zf.writestr(_entry(CONFIG_FILE), json.dumps(_provenance(config), indent=2))
     logger.info("wrote %s: %d images of %d^2 px", out, n, resolution)
     return out
 
