@@ -1,8 +1,9 @@
 """The nerfsculpt command line: ``nerfsculpt <command> [options]``; ``nerfsculpt <command> --help``.
 
 Commands: ``convert`` (EG3D pickle -> safetensors), ``sample`` (per-seed geometry banks), ``info``
-(configuration of a checkpoint, built-in generator or bank), ``synthetic dataset`` (renders of
-procedural heads as an EG3D dataset). Exit codes: 0 success, 2 bad usage or
+(configuration of a checkpoint, built-in generator or bank), ``synthetic dataset|fit|evaluate``
+(the synthetic benchmark: an EG3D dataset of procedural heads, fitting and measuring the built-in
+generator). Exit codes: 0 success, 2 bad usage or
 input (one line saying what to do; ``--verbose`` adds the traceback), 1 an unexpected failure.
 
 This module imports neither torch nor numpy at import time, so ``nerfsculpt --help`` is instant;
