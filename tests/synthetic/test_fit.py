@@ -25,7 +25,7 @@ def test_training_points_concentrate_on_the_surface():
     assert points.abs().max() <= 0.5
 
 
-def test_fit_runs_resumes_and_learns(tmp_path):
+def test_fit_runs_checkpoints_and_resumes(tmp_path):
     out = tmp_path / "run"
     G = fit(out, FitConfig(steps=4, **SMALL), progress=False)
     log = [json.loads(line) for line in (out / "fit_log.jsonl").read_text().splitlines()]

@@ -214,7 +214,7 @@ def add_sigma_gain(G: TriPlaneGenerator, gain: float) -> None:
     network reaches sigma's scale by inflating the hidden activations it shares with the colours,
     which saturates the sigmoids and stops the colours from learning. Storing the sigma row of the
     last layer divided by ``gain`` (a ``torch.nn.utils.parametrize`` parametrization) moves that
-    scale into the row itself; :func:`bake_sigma_gain` writes plain EG3D weights back.
+    scale into the row itself; :func:`baked` gives plain EG3D weights back.
     """
     from torch.nn.utils import parametrize
 
