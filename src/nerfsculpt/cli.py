@@ -3,7 +3,8 @@
 Commands: ``convert`` (EG3D pickle -> safetensors), ``sample`` (per-seed geometry banks), ``info``
 (configuration of a checkpoint, built-in generator or bank), ``synthetic dataset|fit|evaluate``
 (the synthetic benchmark: an EG3D dataset of procedural heads, fitting and measuring the built-in
-generator). Exit codes: 0 success, 2 bad usage or
+generator), ``prefs import|export|split|stats`` (preference databases), ``label new|serve`` (the
+labeling web app). Exit codes: 0 success, 2 bad usage or
 input (one line saying what to do; ``--verbose`` adds the traceback), 1 an unexpected failure.
 
 This module imports neither torch nor numpy at import time, so ``nerfsculpt --help`` is instant;
@@ -545,21 +546,30 @@ def _add_synthetic_evaluate(subparsers: Any, common: argparse.ArgumentParser) ->
     p.set_defaults(handler=cmd_synthetic_evaluate, command="synthetic evaluate")
 
 
-def _add_synthetic(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    p = subparsers.add_parser("synthetic", parents=[common], help="procedural heads rendered like EG3D (dataset)",
-                              description="Synthetic stand-ins for EG3D data: procedural heads rendered with EG3D's "
-                                          "renderer.\n\n    nerfsculpt synthetic dataset --n 2000 --out synth.zip",
-                              formatter_class=_HelpFormatter)
-    group = p.add_subparsers(title="synthetic commands", dest="synthetic_command", metavar="<synthetic command>")
-    _add_synthetic_dataset(group, common)
-    _add_synthetic_fit(group, common)
-    _add_synthetic_evaluate(group, common)
+def command_group(subparsers: Any, common: argparse.ArgumentParser, name: str, help: str, description: str) -> Any:
+    """A command with subcommands (``nerfsculpt NAME <subcommand>``); NAME alone prints its help.
 
-    def usage(args: argparse.Namespace) -> int:  # 'nerfsculpt synthetic' alone
+    Returns the sub-parsers object to add the subcommands to.
+    """
+    p = subparsers.add_parser(name, parents=[common], help=help, description=description,
+                              formatter_class=_HelpFormatter)
+    group = p.add_subparsers(title=f"{name} commands", dest=f"{name}_command", metavar=f"<{name} command>")
+
+    def usage(args: argparse.Namespace) -> int:
         p.print_help(sys.stderr)
         return 2
 
     p.set_defaults(handler=usage)
+    return group
+
+
+def _add_synthetic(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    group = command_group(subparsers, common, "synthetic", "procedural heads rendered like EG3D (dataset)",
+                          "Synthetic stand-ins for EG3D data: procedural heads rendered with EG3D's renderer.\n\n"
+                          "    nerfsculpt synthetic dataset --n 2000 --out synth.zip")
+    _add_synthetic_dataset(group, common)
+    _add_synthetic_fit(group, common)
+    _add_synthetic_evaluate(group, common)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -581,6 +591,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample(subparsers, common)
     _add_info(subparsers, common)
     _add_synthetic(subparsers, common)
+    from nerfsculpt.cli_preferences import add_label_commands, add_prefs_commands
+
+    add_prefs_commands(subparsers, common)
+    add_label_commands(subparsers, common)
     return parser
 
 
@@ -629,6 +643,8 @@ def _is_user_error(error: Exception) -> bool:
     module = sys.modules.get("nerfsculpt.generator.safe_pickle")
     bank = sys.modules.get("nerfsculpt.geometry.bank")
     sigma = sys.modules.get("nerfsculpt.geometry.sigma")
+    prefs = sys.modules.get("nerfsculpt.preferences.store")
     types = tuple(t for t in (getattr(module, "CheckpointError", None), getattr(bank, "BankError", None),
-                              getattr(sigma, "NonFiniteSigmaError", None)) if t is not None)
+                              getattr(sigma, "NonFiniteSigmaError", None), getattr(prefs, "PreferenceError", None))
+                  if t is not None)
     return bool(types) and isinstance(error, types)

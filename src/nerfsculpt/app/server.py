@@ -1,0 +1,290 @@
+"""The local labeling web app: a FastAPI server over a preference database.
+
+Serves one study of a :class:`~nerfsculpt.preferences.store.PreferenceStore` (ranking: best and
+worst of 2-6 geometries, or a full ranking; ``ab``: left / right / no preference) with a static
+page (``app/static``, no external CDN: works offline). Routes:
+
+- ``GET /``: the page; ``GET /static/{app.js, app.css}``;
+- ``GET /api/state?annotator=NAME[&skip=ID,ID][&question=ID]``: study, the next question (or a
+  given open one), the annotator's progress and whether they can undo;
+- ``POST /api/answer``: ``{"question_id", "annotator", "best", "worst" | "ranking" | "cant_decide"}``
+  with positions (slots) of the question's items; 200 only after the answer is committed to disk;
+  re-sending the same answer returns 200 again and stores nothing new;
+- ``POST /api/undo``: ``{"annotator"}``: retract their latest answer of the study and return that
+  question to be answered again;
+- ``GET /images/{item_id}/{view}``: a render of an item from its bank (``front``,
+  ``three_quarter``, ``profile``, ``rgb``). Only files of the study's banks are served: the path
+  is built from the item's bank and seed, never from the request.
+
+Errors are JSON ``{"detail": message}`` with a 4xx status: 400 bad JSON, 401 missing or wrong
+token, 404 unknown question or item, 409 conflict (already answered differently, question
+finished), 413 body too large, 422 invalid answer. None of them changes the database.
+
+A token (``X-Nerfsculpt-Token`` header, ``token`` query parameter or cookie) is required when the
+app is created with one; ``nerfsculpt label serve`` makes one whenever it binds beyond loopback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from nerfsculpt.preferences.store import (
+    ConflictError,
+    NotFoundError,
+    PreferenceError,
+    PreferenceStore,
+    Question,
+)
+
+logger = logging.getLogger(__name__)
+
+UI_VERSION = "nerfsculpt-label-1"
+"""Stored with every answer submitted through the page."""
+MAX_BODY = 16 * 1024
+"""Largest request body accepted (bytes)."""
+VIEWS = {"front": "render_front", "three_quarter": "render_three_quarter", "profile": "render_profile",
+         "rgb": "rgb"}
+"""Image views served, and the bank item each one reads."""
+STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
+TOKEN_HEADER = "x-nerfsculpt-token"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def pick_study(store: PreferenceStore, study: str | None) -> str:
+    """The study to serve: ``study`` if given, else the database's only study."""
+    if study is not None:
+        return store.study(study)["name"]
+    names = [s["name"] for s in store.studies()]
+    if len(names) != 1:
+        raise PreferenceError(f"{store.path} holds {len(names)} studies ({', '.join(names) or 'none'}); "
+                              f"choose one with --study")
+    return names[0]
+
+
+class LabelingService:
+    """What the routes do, independent of the web framework (and used by the tests directly)."""
+
+    def __init__(self, db: str | Path, study: str | None = None, ui_version: str = UI_VERSION):
+        self.store = PreferenceStore(db, create=False)
+        self.study = pick_study(self.store, study)
+        info = self.store.study(self.study)
+        self.kind = info["kind"]
+        self.banks = self._open_banks(info["config"].get("banks", {}))
+        self.ui_version = ui_version
+
+    def _open_banks(self, banks: dict[str, str]) -> dict[str, Any]:
+        from nerfsculpt.geometry.bank import BankError, open_bank
+
+        opened = {}
+        for fingerprint, path in banks.items():
+            try:
+                opened[fingerprint] = open_bank(path)
+            except (BankError, OSError) as error:
+                logger.warning("bank %s of study %s cannot be opened (%s); its images will be missing",
+                               path, self.study, error)
+        return opened
+
+    def close(self) -> None:
+        self.store.close()
+
+    # --------------------------------------------------------------------------------------------
+
+    def _question_payload(self, question: Question) -> dict[str, Any]:
+        return {"id": question.id, "items": [
+            {"slot": slot, "item_id": item_id, "seed": item.seed, "psi": item.psi, "kind": item.kind,
+             "views": [view for view in VIEWS if self._has_view(item.generator_hash, view)]}
+            for slot, (item_id, item) in enumerate(zip(question.item_ids, question.items, strict=True))]}
+
+    def _has_view(self, fingerprint: str, view: str) -> bool:
+        bank = self.banks.get(fingerprint)
+        return bank is not None and ("renders" in bank.manifest["what"])
+
+    def state(self, annotator: str, skip: list[int] | None = None, question_id: int | None = None) -> dict[str, Any]:
+        _check_annotator(annotator)
+        if question_id is not None:
+            question = self._own_question(question_id)
+            if not self.store.is_open(question_id, annotator):
+                raise ApiError(409, f"question {question_id} is not open to {annotator} (answered or finished)")
+        else:
+            question = self.store.next_question(self.study, annotator, exclude=skip or [])
+        last = self.store.last_answer(annotator, self.study)
+        return {"study": {"name": self.study, "kind": self.kind},
+                "question": None if question is None else self._question_payload(question),
+                "progress": self.store.progress(self.study, annotator),
+                "can_undo": last is not None}
+
+    def _own_question(self, question_id: Any) -> Question:
+        if not isinstance(question_id, int) or isinstance(question_id, bool):
+            raise ApiError(422, "question_id must be an integer")
+        try:
+            question = self.store.question(question_id)
+        except NotFoundError:
+            raise ApiError(404, f"no question {question_id}") from None
+        if question.study != self.study:
+            raise ApiError(404, f"no question {question_id} in study {self.study!r}")
+        return question
+
+    def answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ApiError(422, "the answer must be a JSON object")
+        unknown = set(body) - {"question_id", "annotator", "best", "worst", "ranking", "cant_decide", "extra"}
+        if unknown:
+            raise ApiError(422, f"unknown fields {sorted(unknown)}")
+        annotator = body.get("annotator")
+        _check_annotator(annotator)
+        question = self._own_question(body.get("question_id"))
+        item_ids = question.item_ids
+
+        def item(slot: Any, name: str) -> int | None:
+            if slot is None:
+                return None
+            if not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot < len(item_ids):
+                raise ApiError(422, f"{name} must be an item position 0-{len(item_ids) - 1} of question "
+                                    f"{question.id}, got {slot!r}")
+            return item_ids[slot]
+
+        ranking = body.get("ranking")
+        if ranking is not None and not isinstance(ranking, list):
+            raise ApiError(422, "ranking must be a list of item positions")
+        cant_decide = body.get("cant_decide", False)
+        if not isinstance(cant_decide, bool):
+            raise ApiError(422, "cant_decide must be true or false")
+        extra = body.get("extra", {})
+        if not isinstance(extra, dict) or len(json.dumps(extra)) > 1024:
+            raise ApiError(422, "extra must be a small JSON object")
+        try:
+            answer, new = self.store.record_answer(
+                question.id, annotator, best=item(body.get("best"), "best"), worst=item(body.get("worst"), "worst"),
+                ranking=None if ranking is None else [item(s, "ranking entry") for s in ranking],
+                cant_decide=cant_decide, ui_version=self.ui_version, extra=extra)
+        except ConflictError as error:
+            raise ApiError(409, str(error)) from None
+        except NotFoundError as error:
+            raise ApiError(404, str(error)) from None
+        except PreferenceError as error:
+            raise ApiError(422, str(error)) from None
+        return {"answer_id": answer.id, "new": new, "progress": self.store.progress(self.study, annotator)}
+
+    def undo(self, body: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ApiError(422, "the request must be a JSON object")
+        annotator = body.get("annotator")
+        _check_annotator(annotator)
+        last = self.store.last_answer(annotator, self.study)
+        if last is None:
+            raise ApiError(409, f"{annotator} has no answer to undo in study {self.study!r}")
+        self.store.undo_answer(last.question_id, annotator)
+        return self.state(annotator, question_id=last.question_id)
+
+    def image(self, item_id: int, view: str) -> Path:
+        if view not in VIEWS:
+            raise ApiError(404, f"unknown view {view!r}; choose from {sorted(VIEWS)}")
+        try:
+            item = self.store.item(item_id, self.study)
+        except NotFoundError as error:
+            raise ApiError(404, str(error)) from None
+        bank = self.banks.get(item.generator_hash)
+        if bank is None:
+            raise ApiError(404, f"item {item_id} has no bank with renders")
+        from nerfsculpt.geometry.bank import BankError
+
+        try:
+            return bank.file(item.seed, VIEWS[view])
+        except BankError as error:
+            raise ApiError(404, str(error)) from None
+
+
+def _check_annotator(name: Any) -> None:
+    if not (isinstance(name, str) and name.strip() and name == name.strip() and len(name) <= 200
+            and name.isprintable()):
+        raise ApiError(422, "annotator must be a name of 1-200 printable characters (no surrounding spaces)")
+
+
+def create_app(db: str | Path, study: str | None = None, token: str | None = None, max_body: int = MAX_BODY):
+    """The FastAPI application serving ``study`` of the database ``db``."""
+    service = LabelingService(db, study)
+    app = FastAPI(title="nerfsculpt labeling", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.service = service
+    static = resources.files("nerfsculpt.app") / "static"
+
+    def authorised(request: Request) -> bool:
+        if token is None:
+            return True
+        given = (request.headers.get(TOKEN_HEADER) or request.query_params.get("token")
+                 or request.cookies.get("nerfsculpt_token") or "")
+        return hmac.compare_digest(given.encode(), token.encode())
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if not authorised(request):
+            return JSONResponse({"detail": "missing or wrong token; open the URL printed by 'nerfsculpt label "
+                                           "serve' (it carries ?token=...)"}, status_code=401)
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > max_body):
+            return JSONResponse({"detail": f"request body larger than {max_body} bytes"}, status_code=413)
+        response = await call_next(request)
+        if token is not None and request.query_params.get("token") == token:
+            response.set_cookie("nerfsculpt_token", token, httponly=True, samesite="strict")
+        return response
+
+    async def json_body(request: Request) -> Any:
+        raw = await request.body()
+        if len(raw) > max_body:
+            raise ApiError(413, f"request body larger than {max_body} bytes")
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ApiError(400, f"the body is not valid JSON ({error})") from None
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError):
+        return JSONResponse({"detail": error.detail}, status_code=error.status)
+
+    @app.get("/")
+    async def index() -> HTMLResponse:
+        return HTMLResponse((static / "index.html").read_text(encoding="utf-8"),
+                            headers={"Cache-Control": "no-store"})
+
+    @app.get("/static/{name}")
+    async def static_file(name: str) -> Response:
+        if name not in STATIC:
+            raise ApiError(404, f"no static file {name!r}")
+        return Response((static / name).read_bytes(), media_type=STATIC[name])
+
+    @app.get("/api/state")
+    async def state(annotator: str = "", skip: str = "", question: int | None = None) -> dict[str, Any]:
+        try:
+            skipped = [int(s) for s in skip.split(",") if s]
+        except ValueError:
+            raise ApiError(422, "skip must be comma-separated question ids") from None
+        return await run_in_threadpool(service.state, annotator, skipped, question)
+
+    @app.post("/api/answer")
+    async def answer(request: Request) -> dict[str, Any]:
+        return await run_in_threadpool(service.answer, await json_body(request))
+
+    @app.post("/api/undo")
+    async def undo(request: Request) -> dict[str, Any]:
+        return await run_in_threadpool(service.undo, await json_body(request))
+
+    @app.get("/images/{item_id}/{view}")
+    async def image(item_id: int, view: str) -> FileResponse:
+        path = await run_in_threadpool(service.image, item_id, view)
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    return app

@@ -1,0 +1,333 @@
+"""``nerfsculpt prefs|label ...``: preference databases and the labeling app.
+
+Registered by ``cli.build_parser``; imports nothing heavy at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from nerfsculpt.cli import UsageError, _HelpFormatter, _usage, command_group
+
+
+def _open_store(path: str, create: bool = False):
+    from nerfsculpt.preferences.store import PreferenceStore
+
+    try:
+        return PreferenceStore(path, create=create)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+
+
+def cmd_prefs_import(args: argparse.Namespace) -> int:
+    """Import preferences into a database (created if missing); each file is all-or-nothing.
+
+        nerfsculpt prefs import ../shared/data/rankedseedsall.csv --db paper.sqlite
+        nerfsculpt prefs import rankings_records.csv --db old.sqlite --study pilot-2024
+        nerfsculpt prefs import export.jsonl --db copy.sqlite
+
+    Formats (detected from the first line unless --format is given): the paper's ranked-seeds CSV
+    (',rank1,rank2': winner and loser seed per row; seeds of ffhq512-128.pkl at psi 1.0, cutoff 14,
+    const noise, canonical camera), the reference app's legacy questionnaire CSV
+    ('index,seed1..seed7,completed,n_in_row,rank1..rank7'; incomplete rows skipped) and a
+    nerfsculpt JSONL export.
+    """
+    from nerfsculpt.preferences import formats
+
+    source = Path(args.file)
+    if not source.is_file():
+        raise UsageError(f"{source} is not a file")
+    kind = formats.detect_format(source) if args.format == "auto" else args.format
+    sampling = dict(generator=args.generator, generator_hash=args.generator_hash, psi=args.psi,
+                    cutoff=None if args.cutoff < 0 else args.cutoff, noise_mode=args.noise_mode)
+    with _open_store(args.db, create=True) as store:
+        if kind == "ranked-seeds":
+            n = formats.import_ranked_seeds(store, source, study=args.study or "paper",
+                                            annotator=args.annotator or "paper", **sampling)
+            print(f"imported {n} questions with one best/worst answer each into study "
+                  f"{args.study or 'paper'!r} of {args.db}")
+        elif kind == "legacy":
+            counts = formats.import_legacy_questionnaire(store, source, study=args.study or source.stem,
+                                                         annotator=args.annotator or "legacy", **sampling)
+            print(f"imported {counts['imported']} ranked questions ({counts['skipped']} incomplete rows skipped) "
+                  f"into study {args.study or source.stem!r} of {args.db}")
+        else:
+            counts = formats.import_jsonl(store, source)
+            print(f"imported {counts['study']} studies, {counts['question']} questions and {counts['answer']} "
+                  f"answers into {args.db}")
+    return 0
+
+
+def cmd_prefs_export(args: argparse.Namespace) -> int:
+    """Export a database: everything as JSONL, preference pairs as CSV, or the paper's ranked-seeds CSV.
+
+        nerfsculpt prefs export --db prefs.sqlite --out prefs.jsonl
+        nerfsculpt prefs export --db prefs.sqlite --format pairs-csv --pairs full --out pairs.csv
+        nerfsculpt prefs export --db paper.sqlite --format ranked-seeds --study paper --out rankedseeds.csv
+
+    Files are written atomically. JSONL round-trips exactly through 'prefs import'.
+    """
+    from nerfsculpt.preferences import formats
+
+    with _open_store(args.db) as store:
+        if args.study is not None:
+            store.study(args.study)
+        if args.format == "jsonl":
+            n = formats.export_jsonl(store, args.out)
+            print(f"wrote {n} lines to {args.out}")
+        elif args.format == "pairs-csv":
+            n = formats.export_pairs_csv(store, args.out, mode=args.pairs, study=args.study)
+            print(f"wrote {n} preference pairs ({args.pairs}) to {args.out}")
+        else:
+            if args.study is None:
+                raise UsageError("--format ranked-seeds needs --study")
+            n = formats.export_ranked_seeds(store, args.out, args.study)
+            print(f"wrote {n} best/worst rows to {args.out}")
+    return 0
+
+
+def cmd_prefs_split(args: argparse.Namespace) -> int:
+    """Show the train / val / test partitions the reward model will use, and their pair counts.
+
+        nerfsculpt prefs split --db paper.sqlite --study paper               # 3042 / 652 / 652 (reference)
+        nerfsculpt prefs split --db prefs.sqlite --study pilot --by annotator --pairs full
+
+    Questions are split 70 / 15 / 15 with the reference's seeded permutation (scikit-learn's
+    train_test_split(random_state=42) twice); with --by annotator, people are held out instead.
+    With anchors (the default, as the paper), each list gets one high-quality anchor (seeds
+    100000-100999 at psi 0.25, split 700 / 150 / 150), so a best/worst list gives 3 pairs.
+    """
+    from nerfsculpt.preferences.pairs import add_anchors, anchor_items, expand_pairs, ranked_lists, split_lists
+
+    with _open_store(args.db) as store:
+        lists = ranked_lists(store, store.answers(study=args.study), args.pairs)
+        if not lists:
+            raise UsageError(f"study {args.study!r} has no decided answers yet")
+        generator = lists[0].items[0].generator
+        parts = split_lists(lists, by=args.by, seed=args.seed)
+    summary: dict[str, Any] = {"study": args.study, "by": args.by, "pairs": args.pairs, "anchors": not args.no_anchors}
+    for name, part in parts.items():
+        if not args.no_anchors:
+            part = add_anchors(part, anchor_items(generator, name), seed=0)
+        summary[name] = {"lists": len(part), "pairs": len(expand_pairs(part)),
+                         "questions": len({r.question_id for r in part})}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_prefs_stats(args: argparse.Namespace) -> int:
+    """Summarise a study: answers per annotator, agreement, self-consistency, Bradley-Terry ranking.
+
+        nerfsculpt prefs stats --db prefs.sqlite --study pilot
+        nerfsculpt prefs stats --db prefs.sqlite --study pilot --json stats.json
+
+    Agreement compares annotators on the item pairs both ordered in the same question (expected
+    p^2 + (1-p)^2 for two Bradley-Terry annotators); Krippendorff's alpha (nominal) uses one unit
+    per (question, item pair); self-consistency uses repeated questions.
+    """
+    from nerfsculpt.preferences import agreement
+    from nerfsculpt.preferences.pairs import expand_pairs, ranked_lists
+
+    with _open_store(args.db) as store:
+        study = store.study(args.study)
+        answers = store.answers(study=args.study)
+        rate, comparisons = agreement.pairwise_agreement(store, answers)
+        per_annotator = {}
+        for name in store.annotators(args.study):
+            mine = [a for a in answers if a.annotator == name]
+            per_annotator[name] = {"answers": len(mine), "cant_decide": sum(a.cant_decide for a in mine)}
+        pairs = expand_pairs(ranked_lists(store, answers, "full"))
+        items = {i: it for q in store.questions(args.study) for i, it in zip(q.item_ids, q.items, strict=True)}
+        ids = {it: i for i, it in items.items()}
+        strengths = agreement.bradley_terry([(ids[p.winner], ids[p.loser]) for p in pairs])
+        ranked = sorted(strengths.items(), key=lambda kv: -kv[1])
+        stats = {
+            "study": args.study, "kind": study["kind"], "overlap": study["overlap"],
+            "questions": study["questions"], "answers": len(answers), "annotators": per_annotator,
+            "pairwise_agreement": {"rate": rate, "comparisons": comparisons},
+            "krippendorff_alpha": agreement.answers_alpha(store, answers),
+            "self_consistency": {k: {"rate": r, "comparisons": n}
+                                 for k, (r, n) in agreement.self_consistency(store, answers).items()},
+            "bradley_terry": {"items": len(strengths),
+                              "best": [{"seed": items[i].seed, "psi": items[i].psi, "strength": s}
+                                       for i, s in ranked[: args.top]],
+                              "worst": [{"seed": items[i].seed, "psi": items[i].psi, "strength": s}
+                                        for i, s in ranked[::-1][: args.top]]},
+        }
+    text = json.dumps(_finite(stats), indent=2)
+    if args.json:
+        from nerfsculpt.atomic import write_atomic
+
+        write_atomic(args.json, (text + "\n").encode())
+    print(text)
+    return 0
+
+
+def cmd_label_new(args: argparse.Namespace) -> int:
+    """Create a ranking study over the seeds of a sample bank (with renders) in a preference database.
+
+        nerfsculpt sample --seeds 0-29 --what renders --out bank/     # the default synthetic generator
+        nerfsculpt label new --bank bank/ --db prefs.sqlite --questions 40
+        nerfsculpt label new --bank bank/ --db prefs.sqlite --study pilot --items 4 --questions 100 --overlap 3
+        nerfsculpt label serve --db prefs.sqlite
+
+    Question sizes are drawn from --items (2-6, the paper's app); the seeds shown least so far fill
+    each question (balanced exposure) in random positions; --overlap K asks each question of K
+    different annotators; --repeats R asks R questions again (shuffled) to measure self-consistency.
+    """
+    from nerfsculpt.geometry.bank import BankError, open_bank
+    from nerfsculpt.preferences.schedule import design_questions, parse_item_range
+    from nerfsculpt.preferences.store import Item
+
+    bank_path = Path(args.bank)
+    if not (bank_path / "manifest.json").is_file():
+        raise UsageError(f"{bank_path} is not a sample bank; make one with 'nerfsculpt sample --seeds 0-29 "
+                         f"--what renders --out {bank_path}'")
+    try:
+        bank = open_bank(bank_path)
+    except BankError as error:
+        raise UsageError(str(error)) from None
+    if "renders" not in bank.manifest["what"]:
+        raise UsageError(f"{bank_path} has no renders to show; add them with 'nerfsculpt sample --what renders "
+                         f"--seeds ... --out {bank_path}'")
+    try:
+        items_range = parse_item_range(args.items)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    seeds = bank.seeds(["renders"])
+    try:
+        designed = design_questions(seeds, args.questions, items_range, args.repeats, args.seed)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    generator, sampling = bank.manifest["generator"], bank.manifest["sampling"]
+
+    def item(seed: int) -> Item:
+        return Item(generator["spec"], generator["fingerprint"], seed=seed, psi=sampling["psi"],
+                    cutoff=sampling["truncation_cutoff"], noise_mode=sampling["noise_mode"], view="canonical")
+
+    study = args.study or bank_path.resolve().name
+    config = {"banks": {generator["fingerprint"]: str(bank_path.resolve())}, "items": args.items,
+              "questions": args.questions, "repeats": args.repeats, "seed": args.seed}
+    with _open_store(args.db, create=True) as store:
+        with store.transaction():
+            store.create_study(study, kind="ranking", overlap=args.overlap, config=config)
+            originals = [q for q in designed if q.repeat_of is None]
+            ids = store.add_questions(study, [[item(s) for s in q.seeds] for q in originals])
+            repeats = [q for q in designed if q.repeat_of is not None]
+            store.add_questions(study, [[item(s) for s in q.seeds] for q in repeats],
+                                [ids[q.repeat_of] for q in repeats])
+    print(f"study {study!r}: {len(designed)} questions over {len(seeds)} seeds of {bank_path} in {args.db}; "
+          f"start labeling with: nerfsculpt label serve --db {args.db}")
+    return 0
+
+
+def cmd_label_serve(args: argparse.Namespace) -> int:
+    """Serve the labeling page for a study of a preference database (Ctrl-C to stop; answers are saved
+    as they are given, so stopping and serving again resumes where each annotator left off).
+
+        nerfsculpt label serve --db prefs.sqlite                         # http://127.0.0.1:8765
+        nerfsculpt label serve --db prefs.sqlite --study pilot --port 9000
+        nerfsculpt label serve --db prefs.sqlite --host 0.0.0.0          # LAN: prints a URL with a token
+
+    Keys: 1-6 pick (best, then worst; or in order with 'rank fully'), 0 can't decide, U undo,
+    S skip, R colour images, F rank fully. Binding beyond 127.0.0.1 requires a token (made up
+    and printed when --token is not given).
+    """
+    import secrets
+
+    import uvicorn
+
+    from nerfsculpt.app.server import create_app
+
+    if not Path(args.db).is_file():
+        raise UsageError(f"no preference database at {args.db}; create a study with 'nerfsculpt label new'")
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    token = args.token or (None if loopback else secrets.token_urlsafe(16))
+    app = create_app(args.db, study=args.study, token=token)
+    url = f"http://{'127.0.0.1' if loopback else args.host}:{args.port}/" + (f"?token={token}" if token else "")
+    print(f"serving study {app.state.service.study!r} of {args.db} at {url}  (Ctrl-C to stop)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _finite(value: Any) -> Any:
+    """NaN (undefined statistics, e.g. agreement with one annotator) -> None, so the JSON is valid."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _subcommand(group: Any, common: argparse.ArgumentParser, name: str, help: str, handler: Any,
+                command: str) -> argparse.ArgumentParser:
+    """A subcommand whose description is its handler's docstring, with the --db option."""
+    q = group.add_parser(name, parents=[common], help=help, description=_usage(handler.__doc__),
+                         formatter_class=_HelpFormatter)
+    q.add_argument("--db", required=True, metavar="SQLITE", help="preference database (SQLite)")
+    q.set_defaults(handler=handler, command=command)
+    return q
+
+
+def add_prefs_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    group = command_group(subparsers, common, "prefs", "import, export, split and summarise preferences",
+                          "Preference databases: import the paper's data, export, split, stats.\n\n"
+                          "    nerfsculpt prefs import rankedseedsall.csv --db paper.sqlite")
+
+    q = _subcommand(group, common, "import", "import a CSV or JSONL file", cmd_prefs_import, "prefs import")
+    q.add_argument("file", help="ranked-seeds CSV, legacy questionnaire CSV, or nerfsculpt JSONL")
+    q.add_argument("--format", choices=("auto", "ranked-seeds", "legacy", "jsonl"), default="auto",
+                   help="input format")
+    q.add_argument("--study", default=None, help="study name for CSV imports (default: 'paper' or the file name)")
+    q.add_argument("--annotator", default=None, help="annotator of CSV imports (default: 'paper' or 'legacy')")
+    q.add_argument("--generator", default="ffhq512-128.pkl", help="generator id the CSV seeds refer to")
+    q.add_argument("--generator-hash", default="", help="content hash of that generator, if known")
+    q.add_argument("--psi", type=float, default=1.0, help="truncation psi of the CSV seeds (paper: 1.0)")
+    q.add_argument("--cutoff", type=int, default=14, help="truncation cutoff of the CSV seeds (-1: none)")
+    q.add_argument("--noise-mode", default="const", help="noise mode of the CSV seeds")
+
+    q = _subcommand(group, common, "export", "export to JSONL or CSV", cmd_prefs_export, "prefs export")
+    q.add_argument("--out", required=True, help="output file")
+    q.add_argument("--format", choices=("jsonl", "pairs-csv", "ranked-seeds"), default="jsonl", help="output format")
+    q.add_argument("--study", default=None, help="only this study (CSV formats)")
+    q.add_argument("--pairs", choices=("best_worst", "full"), default="best_worst",
+                   help="pairs-csv: best-vs-worst only (paper) or every pair of full rankings")
+
+    q = _subcommand(group, common, "split", "show the train/val/test partitions", cmd_prefs_split, "prefs split")
+    q.add_argument("--study", required=True, help="study to split")
+    q.add_argument("--by", choices=("question", "annotator"), default="question", help="unit of the split")
+    q.add_argument("--pairs", choices=("best_worst", "full"), default="best_worst", help="pair expansion")
+    q.add_argument("--no-anchors", action="store_true", help="do not prepend high-quality anchors")
+    q.add_argument("--seed", type=int, default=42, help="random_state of the split (reference: 42)")
+
+    q = _subcommand(group, common, "stats", "agreement and Bradley-Terry summary of a study", cmd_prefs_stats,
+                    "prefs stats")
+    q.add_argument("--study", required=True, help="study to summarise")
+    q.add_argument("--top", type=int, default=5, help="items listed at each end of the Bradley-Terry ranking")
+    q.add_argument("--json", default=None, metavar="FILE", help="also write the statistics to this file")
+
+
+def add_label_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    group = command_group(subparsers, common, "label", "create a ranking study and serve the labeling page",
+                          "Collect rankings in a local web app.\n\n"
+                          "    nerfsculpt label new --bank bank/ --db prefs.sqlite\n"
+                          "    nerfsculpt label serve --db prefs.sqlite")
+    q = _subcommand(group, common, "new", "create a ranking study from a sample bank", cmd_label_new, "label new")
+    q.add_argument("--bank", default="bank", help="sample bank with renders ('nerfsculpt sample ... --out BANK')")
+    q.add_argument("--study", default=None, help="study name (default: the bank directory's name)")
+    q.add_argument("--items", default="2-6", help="items per question: a number or a range within 2-6")
+    q.add_argument("--questions", type=int, default=50, help="number of questions")
+    q.add_argument("--overlap", type=int, default=1, help="annotators per question")
+    q.add_argument("--repeats", type=int, default=0, help="questions asked twice (self-consistency)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the question design")
+
+    q = _subcommand(group, common, "serve", "serve the labeling page", cmd_label_serve, "label serve")
+    q.add_argument("--study", default=None, help="study to serve (default: the database's only study)")
+    q.add_argument("--host", default="127.0.0.1", help="interface to bind")
+    q.add_argument("--port", type=int, default=8765, help="TCP port")
+    q.add_argument("--token", default=None, help="access token (default: none on loopback, random otherwise)")
