@@ -4,7 +4,7 @@ Commands: ``convert`` (EG3D pickle -> safetensors), ``sample`` (per-seed geometr
 (configuration of a checkpoint, built-in generator or bank), ``synthetic dataset|fit|evaluate``
 (the synthetic benchmark: an EG3D dataset of procedural heads, fitting and measuring the built-in
 generator), ``prefs import|export|split|stats`` (preference databases), ``label new|serve`` (the
-labeling web app). Exit codes: 0 success, 2 bad usage or
+labeling web app), ``study new|report`` (A/B user studies). Exit codes: 0 success, 2 bad usage or
 input (one line saying what to do; ``--verbose`` adds the traceback), 1 an unexpected failure.
 
 This module imports neither torch nor numpy at import time, so ``nerfsculpt --help`` is instant;
@@ -591,10 +591,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample(subparsers, common)
     _add_info(subparsers, common)
     _add_synthetic(subparsers, common)
-    from nerfsculpt.cli_preferences import add_label_commands, add_prefs_commands
+    from nerfsculpt.cli_preferences import add_label_commands, add_prefs_commands, add_study_commands
 
     add_prefs_commands(subparsers, common)
     add_label_commands(subparsers, common)
+    add_study_commands(subparsers, common)
     return parser
 
 

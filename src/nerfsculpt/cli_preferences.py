@@ -1,4 +1,4 @@
-"""``nerfsculpt prefs|label ...``: preference databases and the labeling app.
+"""``nerfsculpt prefs|label|study ...``: preference databases, the labeling app and user studies.
 
 Registered by ``cli.build_parser``; imports nothing heavy at import time.
 """
@@ -193,11 +193,13 @@ def cmd_label_new(args: argparse.Namespace) -> int:
     if "renders" not in bank.manifest["what"]:
         raise UsageError(f"{bank_path} has no renders to show; add them with 'nerfsculpt sample --what renders "
                          f"--seeds ... --out {bank_path}'")
+    seeds = bank.seeds(["renders"])
+    if len(seeds) < 2:
+        raise UsageError(f"{bank_path} has {len(seeds)} seed(s) with renders; a question needs at least 2")
     try:
-        items_range = parse_item_range(args.items)
+        items_range = parse_item_range(args.items or f"2-{min(6, len(seeds))}")
     except ValueError as error:
         raise UsageError(str(error)) from None
-    seeds = bank.seeds(["renders"])
     try:
         designed = design_questions(seeds, args.questions, items_range, args.repeats, args.seed)
     except ValueError as error:
@@ -209,7 +211,7 @@ def cmd_label_new(args: argparse.Namespace) -> int:
                     cutoff=sampling["truncation_cutoff"], noise_mode=sampling["noise_mode"], view="canonical")
 
     study = args.study or bank_path.resolve().name
-    config = {"banks": {generator["fingerprint"]: str(bank_path.resolve())}, "items": args.items,
+    config = {"banks": {generator["fingerprint"]: str(bank_path.resolve())}, "items": list(items_range),
               "questions": args.questions, "repeats": args.repeats, "seed": args.seed}
     with _open_store(args.db, create=True) as store:
         with store.transaction():
@@ -253,6 +255,104 @@ def cmd_label_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study_new(args: argparse.Namespace) -> int:
+    """Create an A/B user study: the same latents from two generators, side by side, sides randomised.
+
+        nerfsculpt study new --before synthetic --after runs/tuned/final --seeds 0-39 --db study.sqlite
+        nerfsculpt label serve --db study.sqlite            # respondents pick left / right / no preference
+        nerfsculpt study report --db study.sqlite           # the paper's Table 3, h, binomial test, CI
+
+    Shaded geometry renders (front, three-quarter, profile) and RGB images of every seed are written
+    for both generators to sample banks in --banks (default: DB's name + '_banks/STUDY/before|after';
+    resumable). Every respondent may answer every pair (--overlap: how many respondents per pair;
+    the paper: 17 respondents x 40 pairs).
+    """
+    import numpy as np
+
+    from nerfsculpt.generator.builtin import resolve_generator
+    from nerfsculpt.geometry.bank import BankConfig, write_bank
+    from nerfsculpt.latents import parse_seeds
+    from nerfsculpt.preferences.store import Item
+
+    try:
+        seeds = parse_seeds(args.seeds)
+        config = BankConfig(psi=args.psi, resolution=args.resolution, render_resolution=args.render_resolution)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    db = Path(args.db)
+    banks = Path(args.banks) if args.banks else db.with_name(f"{db.stem}_banks") / args.study
+    if db.exists():
+        with _open_store(args.db) as store:
+            if any(s["name"] == args.study for s in store.studies()):
+                raise UsageError(f"study {args.study!r} already exists in {args.db}; pass another --study")
+    from nerfsculpt.cli import _resolve_device
+
+    device = _resolve_device(args.device, 0, 1)
+    generators = {side: resolve_generator(spec, device) for side, spec in (("before", args.before),
+                                                                           ("after", args.after))}
+    if generators["before"][1].fingerprint == generators["after"][1].fingerprint:
+        raise UsageError("--before and --after are the same generator (identical weights); compare two different ones")
+    sides = {}
+    for side, (G, info) in generators.items():
+        write_bank(banks / side, G, info, config, seeds, ("renders",), progress=not args.no_progress)
+        sides[side] = {"spec": info.spec, "fingerprint": info.fingerprint, "bank": str((banks / side).resolve()),
+                       "cutoff": G.num_ws}
+
+    def item(side: str, seed: int) -> Item:
+        s = sides[side]
+        return Item(s["spec"], s["fingerprint"], seed=seed, psi=args.psi, cutoff=s["cutoff"], noise_mode="const")
+
+    rng = np.random.default_rng(args.seed)
+    questions = [[item("before", s), item("after", s)] if rng.random() < 0.5 else [item("after", s), item("before", s)]
+                 for s in seeds]
+    study_config = {"banks": {s["fingerprint"]: s["bank"] for s in sides.values()}, "seeds": list(seeds),
+                    "psi": args.psi, "seed": args.seed, **sides}
+    with _open_store(args.db, create=True) as store:
+        with store.transaction():
+            store.create_study(args.study, kind="ab", overlap=args.overlap, config=study_config)
+            store.add_questions(args.study, questions)
+    print(f"study {args.study!r}: {len(seeds)} A/B pairs ({args.before} vs {args.after}) in {args.db}; serve it with: "
+          f"nerfsculpt label serve --db {args.db} --study {args.study}")
+    return 0
+
+
+def cmd_study_report(args: argparse.Namespace) -> int:
+    """The user study's results: Table 3 of the paper, Cohen's h, exact binomial test and 95 % CI.
+
+        nerfsculpt study report --db study.sqlite
+        nerfsculpt study report --counts 506,141,33        # from counts: the paper's 0.744 / 0.207 / 0.049, h 1.135
+
+    Proportions are over all answers (tuned / original / no preference); the preference rate, its
+    exact two-sided binomial test against 50 % and its Clopper-Pearson interval exclude the ties.
+    One row overall and one per respondent.
+    """
+    from nerfsculpt.preferences import user_study
+
+    if args.counts:
+        try:
+            counts = {"all": user_study.StudyCounts(*(int(c) for c in args.counts.split(",")))}
+        except (TypeError, ValueError):
+            raise UsageError(f"--counts must be TUNED,ORIGINAL,NONE non-negative integers, got {args.counts!r}"
+                             ) from None
+    else:
+        if not args.db:
+            raise UsageError("pass --db STUDY.sqlite (or --counts TUNED,ORIGINAL,NONE)")
+        with _open_store(args.db) as store:
+            study = args.study or next((s["name"] for s in store.studies() if s["kind"] == "ab"), None)
+            if study is None:
+                raise UsageError(f"{args.db} has no A/B study; create one with 'nerfsculpt study new'")
+            counts = user_study.counts_from_store(store, study)
+            if not counts:
+                raise UsageError(f"study {study!r} has no answers yet")
+    reports = {key: user_study.report(c, args.confidence) for key, c in counts.items()}
+    print(user_study.format_table(reports))
+    if args.json:
+        from nerfsculpt.atomic import write_atomic
+
+        write_atomic(args.json, (json.dumps(reports, indent=2) + "\n").encode())
+    return 0
+
+
 def _finite(value: Any) -> Any:
     """NaN (undefined statistics, e.g. agreement with one annotator) -> None, so the JSON is valid."""
     if isinstance(value, float) and value != value:
@@ -265,11 +365,11 @@ def _finite(value: Any) -> Any:
 
 
 def _subcommand(group: Any, common: argparse.ArgumentParser, name: str, help: str, handler: Any,
-                command: str) -> argparse.ArgumentParser:
+                command: str, db_required: bool = True) -> argparse.ArgumentParser:
     """A subcommand whose description is its handler's docstring, with the --db option."""
     q = group.add_parser(name, parents=[common], help=help, description=_usage(handler.__doc__),
                          formatter_class=_HelpFormatter)
-    q.add_argument("--db", required=True, metavar="SQLITE", help="preference database (SQLite)")
+    q.add_argument("--db", required=db_required, metavar="SQLITE", help="preference database (SQLite)")
     q.set_defaults(handler=handler, command=command)
     return q
 
@@ -320,7 +420,8 @@ def add_label_commands(subparsers: Any, common: argparse.ArgumentParser) -> None
     q = _subcommand(group, common, "new", "create a ranking study from a sample bank", cmd_label_new, "label new")
     q.add_argument("--bank", default="bank", help="sample bank with renders ('nerfsculpt sample ... --out BANK')")
     q.add_argument("--study", default=None, help="study name (default: the bank directory's name)")
-    q.add_argument("--items", default="2-6", help="items per question: a number or a range within 2-6")
+    q.add_argument("--items", default=None,
+                   help="items per question: a number or a range within 2-6 (default: 2-6, at most the bank's seeds)")
     q.add_argument("--questions", type=int, default=50, help="number of questions")
     q.add_argument("--overlap", type=int, default=1, help="annotators per question")
     q.add_argument("--repeats", type=int, default=0, help="questions asked twice (self-consistency)")
@@ -331,3 +432,31 @@ def add_label_commands(subparsers: Any, common: argparse.ArgumentParser) -> None
     q.add_argument("--host", default="127.0.0.1", help="interface to bind")
     q.add_argument("--port", type=int, default=8765, help="TCP port")
     q.add_argument("--token", default=None, help="access token (default: none on loopback, random otherwise)")
+
+
+def add_study_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    group = command_group(subparsers, common, "study", "A/B user study of two generators (paper Table 3)",
+                          "Compare two generators with people: A/B questions served by the labeling app.\n\n"
+                          "    nerfsculpt study new --before synthetic --after runs/tuned/final --seeds 0-39 "
+                          "--db study.sqlite\n"
+                          "    nerfsculpt study report --db study.sqlite")
+    q = _subcommand(group, common, "new", "create an A/B study of two generators", cmd_study_new, "study new")
+    q.add_argument("--before", default="synthetic", help="original generator (built-in name or checkpoint)")
+    q.add_argument("--after", required=True, help="fine-tuned generator (built-in name or checkpoint)")
+    q.add_argument("--seeds", required=True, help="seeds of the pairs, e.g. 0-39 or 1,5,9")
+    q.add_argument("--study", default="user-study", help="study name")
+    q.add_argument("--banks", default=None, help="where the renders go (default: DB name + '_banks/STUDY')")
+    q.add_argument("--psi", type=float, default=1.0, help="truncation psi of both generators' samples")
+    q.add_argument("--resolution", type=int, default=256, help="sigma grid resolution of the renders")
+    q.add_argument("--render-resolution", type=int, default=256, help="render size in pixels")
+    q.add_argument("--overlap", type=int, default=100, help="respondents per pair (default: effectively all)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the left/right randomisation")
+    q.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto")
+    q.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    q = _subcommand(group, common, "report", "Table 3: proportions, Cohen's h, binomial test, CI", cmd_study_report,
+                    "study report", db_required=False)
+    q.add_argument("--study", default=None, help="A/B study (default: the database's first)")
+    q.add_argument("--counts", default=None, metavar="T,O,N", help="report these counts instead of a database")
+    q.add_argument("--confidence", type=float, default=0.95, help="confidence level of the interval")
+    q.add_argument("--json", default=None, metavar="FILE", help="also write the report to this file")

@@ -34,3 +34,4 @@ def study_db(study_template, tmp_path):
     db = tmp_path / "prefs.sqlite"
     shutil.copy(study_template, db)
     return db
+
