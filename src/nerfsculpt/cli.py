@@ -441,7 +441,7 @@ def _add_synthetic_dataset(subparsers: Any, common: argparse.ArgumentParser) -> 
 def cmd_synthetic_fit(args: argparse.Namespace) -> int:
     """Fit the built-in synthetic generator to the procedural heads (regression, resumable).
 
-        nerfsculpt synthetic fit --out runs/synthetic-fit --minutes 55
+        nerfsculpt synthetic fit --out runs/synthetic-fit --minutes 50
         nerfsculpt synthetic fit --out /tmp/smoke --steps 3 --batch 2 --image-every 2 --minutes 0 --no-progress
 
     Rerunning with the same --out resumes from its last checkpoint. The result is written to

@@ -6,23 +6,40 @@ import pytest
 import torch
 
 from nerfsculpt.generator.checkpoint import load_generator
-from nerfsculpt.synthetic.fit import FitConfig, add_sigma_gain, baked, fit, set_w_avg, training_points
+from nerfsculpt.synthetic.fit import (
+    DEFECT_BOXES,
+    FACE_BOX,
+    FitConfig,
+    add_sigma_gain,
+    baked,
+    fit,
+    set_w_avg,
+    training_points,
+)
 from nerfsculpt.synthetic.generator import synthetic_generator_config
-from nerfsculpt.synthetic.heads import head_sigma, sample_head_params
+from nerfsculpt.synthetic.heads import head_colour, head_sigma, sample_head_params
 
-SMALL = dict(batch=2, uniform_points=256, surface_points=256, candidate_points=2048, image_every=2, image_batch=1,
-             log_every=1, checkpoint_every=2, minutes=None)
+SMALL = dict(batch=2, uniform_points=256, defect_points=64, surface_points=256, candidate_points=2048, image_every=2,
+             image_batch=1, log_every=1, checkpoint_every=2, minutes=None)
 
 
-def test_training_points_concentrate_on_the_surface():
+def test_training_points_concentrate_on_the_surface_and_the_defects():
     params = sample_head_params(2, torch.Generator().manual_seed(0))
-    cfg = FitConfig(uniform_points=100, surface_points=200, candidate_points=4000)
+    cfg = FitConfig(uniform_points=100, defect_points=64, surface_points=200, candidate_points=4000)
     points, sigma, colour = training_points(params, cfg, torch.Generator().manual_seed(1))
-    assert points.shape == (2, 300, 3) and sigma.shape == (2, 300) and colour.shape == (2, 200, 3)
+    assert points.shape == (2, 564, 3) and sigma.shape == (2, 564) and colour.shape == (2, 400, 3)
     torch.testing.assert_close(sigma, head_sigma(points, params))
+    torch.testing.assert_close(colour, head_colour(points[:, 164:], params))
     # surface points straddle the sigma = 0 band far more than uniform points do
-    assert sigma[:, 100:].abs().median() < 0.3 * sigma[:, :100].abs().median()
+    assert sigma[:, 164:].abs().median() < 0.3 * sigma[:, :100].abs().median()
     assert points.abs().max() <= 0.5
+    defect, face = points[:, 100:164], points[:, 364:]
+    in_a_box = torch.zeros(2, 64, dtype=torch.bool)
+    for low, high, _ in DEFECT_BOXES:
+        in_a_box |= ((defect >= torch.tensor(low)) & (defect <= torch.tensor(high))).all(-1)
+    assert in_a_box.all()
+    low, high = FACE_BOX  # up to the ~6 mm jitter of the second sampling stage
+    assert ((face >= torch.tensor(low) - 0.04) & (face <= torch.tensor(high) + 0.04)).all()
 
 
 def test_fit_runs_checkpoints_and_resumes(tmp_path):

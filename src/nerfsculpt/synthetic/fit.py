@@ -2,17 +2,22 @@
 
 Usage (the shipped weights came from the first command; its log is ``docs/synthetic_fit.log``)::
 
-    nerfsculpt synthetic fit --out runs/synthetic-fit --minutes 55
+    nerfsculpt synthetic fit --out runs/synthetic-fit --minutes 50
     nerfsculpt synthetic fit --out /tmp/smoke --steps 3 --batch 2 --image-every 2     # smoke test
 
 The generator is EG3D's architecture at a small size (``synthetic.generator``: 64^2 tri-planes,
-32 px neural rendering, 128 px output, ~1.8M parameters). It is fitted by regression, not
-adversarially: for z ~ N(0, I) and a random FFHQ-like pose c, the target is the procedural head
-``heads.head_field(., heads.head_params_from_z(z))``, whatever the conditioning, so the generator
-learns the latent -> head map and ignores the camera label. Losses of one step (``FitConfig``):
+32 px neural rendering, 128 px output, ~1.6M parameters, a full-rate mapping network). It is fitted by regression, not
+adversarially: for a latent z and a random FFHQ-like pose c, the target is the procedural head
+``heads.head_field(., heads.head_params_from_z(z))``, so the generator learns the latent -> head
+map. z is N(0, I) except for its five defect coordinates, drawn wider (``defect_latent_scale``) so
+that strong defects are not rare. The mapping network is conditioned on the canonical camera (as
+every command samples the generator), so w depends on z alone. Losses of one step (``FitConfig``):
 
-- sigma at points in the box: half uniform, half the candidates closest to the target surface;
-  smooth L1 on sigma / 100, so EG3D's raw sigma scale (about +-200) is learned directly;
+- sigma at four sets of points (``training_points``): uniform in the box; the candidates closest
+  to the target surface, over the whole head and again over the face; and uniform points filling
+  the places where defects appear (``DEFECT_BOXES``: floaters, crater, creased cheeks, nose), so
+  that the small defect volumes weigh in the loss whether a latent has them or not. Smooth L1 on
+  sigma / ``SIGMA_UNIT``, so EG3D's raw sigma scale (about +-200) is learned directly;
 - colour at the near-surface points: cross-entropy between the decoder's first three colour logits
   and the albedo (``point_losses``);
 - the decoder's sigma row is reparametrised with a gain during the fit (``add_sigma_gain``) so that
@@ -49,7 +54,7 @@ from nerfsculpt.generator.rendering import sample_from_planes
 from nerfsculpt.generator.triplane import TriPlaneGenerator
 from nerfsculpt.synthetic.dataset import sample_ffhq_like_poses
 from nerfsculpt.synthetic.generator import synthetic_generator_config
-from nerfsculpt.synthetic.heads import HeadParams, head_field, head_params_from_z
+from nerfsculpt.synthetic.heads import N_COLOUR, N_IDENTITY, Z_DIM_MIN, HeadParams, head_field, head_params_from_z
 from nerfsculpt.synthetic.render import render_field
 
 log = logging.getLogger(__name__)
@@ -63,7 +68,7 @@ class FitConfig:
 
     steps: int = 20000
     """Upper bound on optimisation steps (the time budget usually ends the run first)."""
-    minutes: float | None = 55.0
+    minutes: float | None = 50.0
     """Wall-clock budget; the run stops (and saves) when it is used up. None = no limit."""
     batch: int = 8
     """Latents per step for the sigma/colour losses."""
@@ -71,18 +76,25 @@ class FitConfig:
     """Adam learning rate (cosine-decayed to `lr_final_fraction` of it over the budget)."""
     lr_final_fraction: float = 0.05
     """Final learning rate as a fraction of `lr`."""
-    uniform_points: int = 2048
+    uniform_points: int = 1024
     """Points per latent drawn uniformly in the box."""
-    surface_points: int = 4096
-    """Points per latent kept among `candidate_points` for being closest to the target surface."""
-    candidate_points: int = 16384
-    """Uniform candidates per latent in the first stage of surface sampling (``training_points``)."""
+    defect_points: int = 2048
+    """Points per latent drawn uniformly in the defect regions (``DEFECT_BOXES``)."""
+    surface_points: int = 2048
+    """Points per latent kept among `candidate_points` for being closest to the target surface, over the
+    whole box, and as many again over the face (``FACE_BOX``)."""
+    candidate_points: int = 4096
+    """Uniform candidates per latent and region in the first stage of surface sampling (``training_points``)."""
     colour_weight: float = 1.0
     """Weight of the colour loss."""
     sigma_gain: float = 25.0
     """The decoder's sigma output learns this many times faster than its colours (``add_sigma_gain``)."""
     initial_sigma: float = -100.0
     """Initial sigma bias: most of the box is empty space, where the heads' sigma is -200."""
+    defect_latent_scale: float = 2.0
+    """The latent coordinates that set the defect severities (``heads.head_params_from_z``) are drawn from
+    N(0, scale^2) instead of N(0, 1): a severity above 0.7 then occurs in 25 % of draws instead of 9 %, so the
+    fit sees strong defects three times as often. Targets are still the exact heads of the drawn latents."""
     image_every: int = 4
     """Image losses every this many steps (0 = never)."""
     image_batch: int = 2
@@ -99,14 +111,16 @@ class FitConfig:
     """Seed of the initial weights and of every step's draws."""
 
     def validate(self) -> None:
-        for name in ("steps", "batch", "uniform_points", "surface_points", "image_batch", "checkpoint_every",
-                     "log_every"):
+        for name in ("steps", "batch", "uniform_points", "defect_points", "surface_points", "image_batch",
+                     "checkpoint_every", "log_every"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.candidate_points < 2 * self.surface_points:
             raise ValueError("candidate_points must be >= 2 * surface_points")
         if self.minutes is not None and self.minutes <= 0:
             raise ValueError(f"minutes must be > 0 or None, got {self.minutes}")
+        if not self.defect_latent_scale > 0:
+            raise ValueError(f"defect_latent_scale must be > 0, got {self.defect_latent_scale}")
         if not 0 <= self.ema_beta < 1:
             raise ValueError(f"ema_beta must be in [0, 1), got {self.ema_beta}")
 
@@ -122,27 +136,63 @@ def _procedural_field(params: HeadParams):
     return field
 
 
-def training_points(params: HeadParams, config: FitConfig, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-    """Points [N, U + S, 3], target sigma [N, U + S] and colour [N, S, 3] of the S surface points.
+FACE_BOX: tuple[tuple[float, float, float], tuple[float, float, float]] = ((-0.22, -0.28, 0.0), (0.22, 0.28, 0.42))
+"""(low, high) corners of the face region that gets its own share of surface points."""
 
-    U points are uniform in the box [-0.5, 0.5]^3. The S surface points come in two stages: of
-    `candidate_points` / 2 uniform candidates the eighth closest to the surface (smallest |sigma|)
-    are each jittered four times by ~6 mm, and the S closest of all candidates are kept: a thin
+DEFECT_BOXES: tuple[tuple[tuple[float, float, float], tuple[float, float, float], float], ...] = (
+    ((0.01, 0.045, 0.275), (0.14, 0.175, 0.405), 0.125),  # floaters (heads.FLOATER_CENTRES, radius + margin)
+    ((-0.145, -0.04, 0.27), (-0.025, 0.08, 0.39), 0.125),
+    ((0.005, -0.185, 0.305), (0.115, -0.075, 0.415), 0.125),
+    ((-0.1, 0.04, 0.1), (0.1, 0.24, 0.3), 0.125),  # forehead crater
+    ((0.02, -0.15, 0.1), (0.16, 0.05, 0.28), 0.125),  # creased cheeks, both sides
+    ((-0.16, -0.15, 0.1), (-0.02, 0.05, 0.28), 0.125),
+    ((-0.04, -0.08, 0.18), (0.04, 0.07, 0.33), 0.25),  # nose
+)
+"""(low corner, high corner, share of ``defect_points``) of the boxes where defects appear."""
+
+
+def _uniform_in_box(n: int, m: int, low: tuple[float, ...], high: tuple[float, ...],
+                    generator: torch.Generator) -> Tensor:  # -> [n, m, 3]
+    low_t, high_t = torch.tensor(low), torch.tensor(high)
+    return low_t + (high_t - low_t) * torch.rand(n, m, 3, generator=generator)
+
+
+def _surface_band(params: HeadParams, n_keep: int, n_candidates: int, low: tuple[float, ...],
+                  high: tuple[float, ...], generator: torch.Generator) -> Tensor:  # -> [N, n_keep, 3]
+    """n_keep points near the target surface inside the box (low, high).
+
+    Of ``n_candidates`` uniform candidates the eighth closest to the surface (smallest |sigma|) are
+    each jittered four times by ~6 mm, and the n_keep closest of all candidates are kept: a thin
     band around the surface, where sigma changes sign.
     """
+    base = _uniform_in_box(len(params), n_candidates, low, high, generator)  # (N, C, 3)
+    near = _closest(base, head_field(base, params)[0], max(1, n_candidates // 8))  # (N, C/8, 3)
+    jittered = near.repeat(1, 4, 1)
+    jittered = (jittered + 0.006 * torch.randn(jittered.shape, generator=generator)).clamp(-0.5, 0.5)
+    candidates = torch.cat([base, jittered], 1)  # (N, 3C/2, 3)
+    return _closest(candidates, head_field(candidates, params)[0], n_keep)
+
+
+def training_points(params: HeadParams, config: FitConfig, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """Points [N, P, 3], target sigma [N, P] and colour [N, 2S, 3] of the 2S surface points.
+
+    P = U + D + 2S, in this order: U = ``uniform_points`` uniform in the box [-0.5, 0.5]^3;
+    D = ``defect_points`` uniform in ``DEFECT_BOXES`` (each box its share); S = ``surface_points``
+    near the target surface over the whole box, then S more over ``FACE_BOX`` (``_surface_band``).
+    """
     n = len(params)
-    uniform = torch.rand(n, config.uniform_points, 3, generator=generator) - 0.5
-    half = config.candidate_points // 2
+    box = ((-0.5,) * 3, (0.5,) * 3)
     with torch.no_grad():
-        base = torch.rand(n, half, 3, generator=generator) - 0.5  # (N, C/2, 3)
-        near = _closest(base, head_field(base, params)[0], max(1, half // 8))  # (N, C/16, 3)
-        jittered = near.repeat(1, 4, 1)
-        jittered = (jittered + 0.006 * torch.randn(jittered.shape, generator=generator)).clamp(-0.5, 0.5)
-        candidates = torch.cat([base, jittered], 1)  # (N, C/2 + C/4, 3)
-        surface = _closest(candidates, head_field(candidates, params)[0], config.surface_points)  # (N, S, 3)
-        points = torch.cat([uniform, surface], 1)  # (N, U + S, 3)
+        uniform = _uniform_in_box(n, config.uniform_points, *box, generator)
+        counts = [round(share * config.defect_points) for _, _, share in DEFECT_BOXES]
+        counts[-1] += config.defect_points - sum(counts)
+        defect = torch.cat([_uniform_in_box(n, m, low, high, generator)
+                            for (low, high, _), m in zip(DEFECT_BOXES, counts, strict=True)], 1)
+        surface = _surface_band(params, config.surface_points, config.candidate_points, *box, generator)
+        face = _surface_band(params, config.surface_points, config.candidate_points, *FACE_BOX, generator)
+        points = torch.cat([uniform, defect, surface, face], 1)  # (N, U + D + 2S, 3)
         sigma, colour = head_field(points, params)
-    return points, sigma, colour[:, config.uniform_points :]
+    return points, sigma, colour[:, config.uniform_points + config.defect_points :]
 
 
 def _closest(points: Tensor, sigma: Tensor, k: int) -> Tensor:  # [N, M, 3], [N, M] -> [N, k, 3]
@@ -151,8 +201,7 @@ def _closest(points: Tensor, sigma: Tensor, k: int) -> Tensor:  # [N, M, 3], [N,
     return torch.gather(points, 1, order[..., None].expand(-1, -1, 3))
 
 
-def point_losses(G: TriPlaneGenerator, z: Tensor, c: Tensor, config: FitConfig, generator: torch.Generator
-                 ) -> dict[str, Tensor]:
+def point_losses(G: TriPlaneGenerator, z: Tensor, config: FitConfig, generator: torch.Generator) -> dict[str, Tensor]:
     """Sigma (smooth L1 in units of ``SIGMA_UNIT``) and surface colour losses for latents z [N, z_dim].
 
     The colour loss is a binary cross-entropy on the decoder's colour logits (EG3D's colour is
@@ -162,13 +211,13 @@ def point_losses(G: TriPlaneGenerator, z: Tensor, c: Tensor, config: FitConfig, 
     """
     params = head_params_from_z(z)
     points, sigma_t, colour_t = training_points(params, config, generator)
-    ws = G.mapping(z, c, update_emas=True)  # tracks w_avg for truncation
+    ws = G.mapping(z, _canonical(z), update_emas=True)  # tracks w_avg for truncation
     planes = G.planes(ws, noise_mode="random", generator=generator)
     features = sample_from_planes(planes, points, box_warp=G.rendering_kwargs["box_warp"]).mean(1)  # (N, P, C)
     n, m, f = features.shape
     raw = G.decoder.net(features.reshape(n * m, f)).reshape(n, m, -1)  # (N, P, 1 + C): OSGDecoder before activation
-    sigma = raw[..., 0]  # (N, U + S)
-    logits = raw[:, config.uniform_points :, 1:4]  # (N, S, 3)
+    sigma = raw[..., 0]  # (N, P)
+    logits = raw[:, config.uniform_points + config.defect_points :, 1:4]  # (N, 2S, 3)
     target = ((colour_t + 0.001) / 1.002).clamp(1e-4, 1 - 1e-4)  # EG3D's widened sigmoid, inverted
     entropy = F.binary_cross_entropy(target, target)
     return {
@@ -177,14 +226,19 @@ def point_losses(G: TriPlaneGenerator, z: Tensor, c: Tensor, config: FitConfig, 
     }
 
 
+def _canonical(z: Tensor) -> Tensor:
+    """The mapping network's conditioning: the canonical camera for every latent of z [N, z_dim]."""
+    return canonical_camera(device=z.device).expand(len(z), -1)
+
+
 def image_losses(G: TriPlaneGenerator, z: Tensor, c: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
-    """L1 of G's raw and super-resolved renders against the procedural head rendered the same way."""
+    """L1 of G's raw and super-resolved renders at cameras c against the procedural head rendered the same way."""
     params = head_params_from_z(z)
     with torch.no_grad():
         field = _procedural_field(params)
         target_raw = render_field(field, c, G.neural_rendering_resolution, G.rendering_kwargs)["image"]
         target = render_field(field, c, G.img_resolution, G.rendering_kwargs)["image"]
-    ws = G.mapping(z, c)
+    ws = G.mapping(z, _canonical(z))
     out = G.synthesis(ws, c, noise_mode="random", deterministic=True, generator=generator)
     return {"image_raw": F.l1_loss(out["image_raw"], target_raw), "image": F.l1_loss(out["image"], target)}
 
@@ -354,9 +408,11 @@ def fit(out_dir: str | Path, config: FitConfig | None = None, device: str = "cpu
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(config, progress_fraction)
         rng = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-        z = torch.randn(config.batch, G.z_dim, generator=rng).to(device)
+        z = torch.randn(config.batch, G.z_dim, generator=rng)
+        z[:, N_IDENTITY + N_COLOUR : Z_DIM_MIN] *= config.defect_latent_scale
+        z = z.to(device)
         c = sample_ffhq_like_poses(config.batch, rng).to(device)
-        losses = point_losses(G, z, c, config, rng)
+        losses = point_losses(G, z, config, rng)
         total = losses["sigma"] + config.colour_weight * losses["colour"]
         if config.image_every and step % config.image_every == 0:
             k = config.image_batch

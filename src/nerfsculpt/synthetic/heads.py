@@ -18,22 +18,23 @@ normalisation apply unchanged.
 Defects (severity 0 leaves sigma bitwise unchanged and sigma is continuous as a severity goes to 0;
 magnitudes grow with severity; ``docs/synthetic.md`` has the exact formulas):
 
-- ``bumps``: sinusoidal creases on both cheeks, amplitude ``0.012 * s`` (mirror-symmetric);
-- ``nose``: the nose ridge sags (a saddle nose): a kink a quarter of the way from the tip to the
-  root is pushed in by ``0.025 * s``, so the profile turns concave;
-- ``holes``: a deep crater punched into the forehead, radius ``0.045 * sqrt(s)`` (area ∝ s);
+- ``bumps``: sinusoidal creases on both cheeks, amplitude ``0.025 * s`` (mirror-symmetric);
+- ``nose``: the nose ridge sags (a saddle nose): a kink 45% of the way from the tip to the
+  root is pushed in by ``0.05 * s``, so the profile turns concave;
+- ``holes``: a deep crater punched into the forehead, radius ``0.07 * sqrt(s)`` (area ∝ s);
 - ``floaters``: three density blobs in front of the face, clear of it by >= 0.05, volume ∝ s;
-- ``asymmetry``: the subject's left half of the face (x > 0.02) inflated by ``0.02 * s``.
+- ``asymmetry``: the subject's left half of the face (x > 0.02) inflated by ``0.04 * s``.
 
 Latent map (:func:`head_params_from_z`), ``z`` [N, >= Z_DIM_MIN], dims beyond ``Z_DIM_MIN`` ignored::
 
     identity = tanh(0.6 z[:, 0:14])
     colour   = tanh(0.6 z[:, 14:19])
-    defects  = smoothstep((z[:, 19:24] - 0.8) / 1.8)     # smoothstep(u) = 3u^2 - 2u^3 on [0, 1]
+    defects  = smoothstep((z[:, 19:24] - 0.3) / 1.7)     # smoothstep(u) = 3u^2 - 2u^3 on [0, 1]
 
-z = 0 (the sample mean) is a clean average head; a severity is non-zero only for z_k > 0.8
-(21% per defect) and reaches 1 at z_k = 2.6. With z ~ N(0, I), 49% of the heads have at least one
-defect of severity > 0.1.
+z = 0 (the sample mean) is a clean average head; a severity is non-zero only for z_k > 0.3
+(38% per defect) and reaches 1 at z_k = 2.0. With z ~ N(0, I), 78% of the heads have at least one
+defect of severity > 0.1 (EG3D's samples are rarely flawless either); truncation toward the mean
+latent removes them.
 
 Example::
 
@@ -76,9 +77,9 @@ SIGMA_WIDTH = 0.03
 
 Z_GAIN = 0.6
 """identity and colour = tanh(Z_GAIN * z)."""
-DEFECT_ONSET = 0.8
+DEFECT_ONSET = 0.3
 """A defect's severity is 0 for z_k <= DEFECT_ONSET."""
-DEFECT_RAMP = 1.8
+DEFECT_RAMP = 1.7
 """Severity reaches 1 at z_k = DEFECT_ONSET + DEFECT_RAMP."""
 
 
@@ -130,7 +131,7 @@ def head_params_from_z(z: Tensor) -> HeadParams:
     """Deterministic, smooth map from a latent ``z`` [N, z_dim >= Z_DIM_MIN] to head parameters.
 
     ``identity = tanh(0.6 z[:, :14])``, ``colour = tanh(0.6 z[:, 14:19])``,
-    ``defects = smoothstep((z[:, 19:24] - 0.8) / 1.8)`` (C1, monotone, exactly 0 for z_k <= 0.8).
+    ``defects = smoothstep((z[:, 19:24] - 0.3) / 1.7)`` (C1, monotone, exactly 0 for z_k <= 0.3).
 
     >>> head_params_from_z(torch.zeros(1, 64)).defects
     tensor([[0., 0., 0., 0., 0.]])
@@ -211,16 +212,24 @@ def _sigmoid(t: Tensor) -> Tensor:
 FLOATER_CENTRES: tuple[tuple[float, float, float], ...] = ((0.075, 0.11, 0.34), (-0.085, 0.02, 0.33),
                                                             (0.06, -0.13, 0.36))
 """Where the floater blobs sit (world), in front of forehead, cheek and mouth, clear of the nose."""
-FLOATER_RADII: tuple[float, ...] = (0.025, 0.021, 0.018)
+FLOATER_RADII: tuple[float, ...] = (0.045, 0.04, 0.035)
 """Blob radii at severity 1 (scaled by cbrt(severity): volume proportional to severity)."""
 BUMP_CENTRE: tuple[float, float] = (0.085, -0.05)
 """(|x|, y) of the centre of the creased cheek patches."""
 HOLE_CENTRE: tuple[float, float] = (0.0, 0.14)
 """(x, y) of the axis of the forehead crater."""
-NOSE_KINK = 0.25
+HOLE_RADIUS = 0.07
+"""Radius of the forehead crater at ``holes`` severity 1 (times sqrt(severity): area proportional to it)."""
+BUMP_AMPLITUDE = 0.025
+"""Depth of the cheek creases at ``bumps`` severity 1."""
+ASYMMETRY = 0.04
+"""How far the face's x > 0 half is inflated at ``asymmetry`` severity 1."""
+NOSE_KINK = 0.45
 """Where the nose ridge sags with the ``nose`` defect: this fraction of the way from tip to root."""
-NOSE_SAG = 0.025
+NOSE_SAG = 0.05
 """How far (world z) the ridge's kink is pushed in at ``nose`` severity 1."""
+NOSE_RADIUS = 0.022
+"""Radius of the nose ridge capsules (times 1 + 0.2 nose_width)."""
 
 
 def _columns(params: HeadParams, like: Tensor) -> tuple[list[Tensor], list[Tensor]]:
@@ -287,8 +296,10 @@ def _face_features(sdf: Tensor, x: Tensor, y: Tensor, z: Tensor, u: list[Tensor]
     root, tip = (0.0, 0.045, 0.215 + 0.008 * bridge), _nose_tip(nose_len, fy)
     kink = tuple(t + NOSE_KINK * (r - t) for r, t in zip(root, tip, strict=True))
     kink = (kink[0], kink[1], kink[2] - nose_sag)
-    nose = torch.minimum(_capsule(x, y, z, root, kink, 0.014 * width), _capsule(x, y, z, kink, tip, 0.014 * width))
-    nose = _smooth_union(nose, _length(x, y - tip[1] + 0.008, z - tip[2] + 0.013) - 0.018 * width, 0.012)
+    # the ridge is 0.044 wide (3 texels of the synthetic generator's 64^2 tri-planes, which cannot hold a thinner one)
+    nose = torch.minimum(_capsule(x, y, z, root, kink, NOSE_RADIUS * width),
+                         _capsule(x, y, z, kink, tip, NOSE_RADIUS * width))
+    nose = _smooth_union(nose, _length(x, y - tip[1] + 0.008, z - tip[2] + 0.013) - 0.022 * width, 0.012)
     wing = _ellipsoid(ax - 0.018 * width, y + 0.047 * fy, z - 0.245, 0.016, 0.013, 0.018)
     nose = _smooth_union(nose, wing, 0.01)
     sdf = _smooth_union(sdf, nose, 0.015)
@@ -305,15 +316,18 @@ def _local_defects(sdf: Tensor, x: Tensor, y: Tensor, z: Tensor, u: list[Tensor]
     bumps, holes, floaters, asymmetry = s[0], s[2], s[3], s[4]
     fy = 1 + 0.06 * u[3]
     ax = x.abs()
-    # bumps: creases on both cheeks, wavelength 0.04 vertically and 0.06 across, amplitude 0.012 s
-    patch = _gauss((ax - BUMP_CENTRE[0]) ** 2 + (y - BUMP_CENTRE[1] * fy) ** 2, 0.03) * _sigmoid((z - 0.1) / 0.02)
-    pattern = torch.sin(2 * torch.pi * y / 0.04) * torch.cos(2 * torch.pi * (ax - BUMP_CENTRE[0]) / 0.06)
-    sdf = sdf + 0.012 * bumps * patch * pattern
-    # holes: an ellipsoidal crater in the forehead down to z = 0.1, radius 0.045 sqrt(s) (area proportional
+    # bumps: creases on both cheeks, wavelength 0.1 vertically and 0.12 across, on a Gaussian patch
+    # (standard deviation 0.028 across, 0.04 vertically)
+    patch = _gauss(((ax - BUMP_CENTRE[0]) / 0.7) ** 2 + (y - BUMP_CENTRE[1] * fy) ** 2, 0.04)
+    patch = patch * _sigmoid((z - 0.1) / 0.02)
+    pattern = torch.sin(2 * torch.pi * y / 0.1) * torch.cos(2 * torch.pi * (ax - BUMP_CENTRE[0]) / 0.12)
+    sdf = sdf + BUMP_AMPLITUDE * bumps * patch * pattern
+    # holes: an ellipsoidal crater in the forehead down to z = 0.1, radius HOLE_RADIUS sqrt(s) (area proportional
     # to s). Its sdf is divided by sqrt(s) so that sigma around a vanishing crater tends to the clean
     # head's (a bare distance field would keep pulling the interior's sigma down as s -> 0).
     scale = holes.sqrt().clamp_min(1e-3)  # the clamp keeps gradients finite where holes = 0
-    crater = _ellipsoid(x - HOLE_CENTRE[0], y - HOLE_CENTRE[1], z - 0.23, 0.045 * scale, 0.045 * scale, 0.13)
+    radius = HOLE_RADIUS * scale
+    crater = _ellipsoid(x - HOLE_CENTRE[0], y - HOLE_CENTRE[1], z - 0.23, radius, radius, 0.13)
     sdf = torch.where(holes > 0, torch.maximum(sdf, -crater / scale), sdf)
     sdf = _inflate_left(sdf, x, z, asymmetry)
     # floaters: disconnected blobs in front of the face, volume proportional to s; sdfs divided by
@@ -326,9 +340,9 @@ def _local_defects(sdf: Tensor, x: Tensor, y: Tensor, z: Tensor, u: list[Tensor]
 
 
 def _inflate_left(sdf: Tensor, x: Tensor, z: Tensor, severity: Tensor) -> Tensor:
-    """Asymmetry: the face half x > 0 inflated by ``0.02 * severity``, ramping in over 0.02 < x < 0.08
+    """Asymmetry: the face half x > 0 inflated by ``ASYMMETRY * severity``, ramping in over 0.02 < x < 0.08
     (the midline, hence the nose profile, is untouched)."""
-    return sdf - 0.02 * severity * _smoothstep((x - 0.02) / 0.06) * _sigmoid((z - 0.05) / 0.02)
+    return sdf - ASYMMETRY * severity * _smoothstep((x - 0.02) / 0.06) * _sigmoid((z - 0.05) / 0.02)
 
 
 def _on_subset(mask: Tensor, sdf: Tensor, x: Tensor, y: Tensor, z: Tensor, columns: list[Tensor],

@@ -8,8 +8,9 @@ Every score is a physical quantity measured on the level set ``sigma = level`` (
 meshes) in world units, divided by a fixed ``scale`` so that a procedural head with one defect of
 severity 1 scores about 1 (``OracleConfig.scales``); higher = worse, 0 = clean:
 
-1. The cube is thresholded at ``level`` and labelled into 6-connected components; the largest is
-   the head (``main``), every other component is a floater.
+1. Sigma within ``border`` of the cube's faces is set to empty (tri-plane edge artefacts); the
+   cube is thresholded at ``level`` and labelled into 6-connected components; the largest is the
+   head (``main``), every other component is a floater.
 2. ``depth[x, y]``: z of the first crossing of ``level`` along each -z column of ``main``, seen
    from the front (+z), linearly interpolated between samples.
 3. Scores:
@@ -25,9 +26,11 @@ severity 1 scores about 1 (``OracleConfig.scales``); higher = worse, 0 = clean:
      any of its chords (a sagging or dented ridge).
    - ``holes``: volume missing from the face surface in ``hole_x`` x ``hole_y``: sum over pixels of
      ``relu(median depth around the pixel - depth - hole_depth)`` times the pixel area, the
-     median over a ``hole_window`` square of the columns that hit. A column that misses the head
-     but has surface on all four sides within the window sees through a hole to the back of the
-     cube; one that does not is beyond the silhouette and ignored. Pits shallower than
+     median over the columns that hit on a ring of radius 0.7-1 x ``hole_ring`` around the pixel
+     (pixels whose ring is less than ``hole_ring_coverage`` on the head are near the silhouette and
+     skipped). A column that misses the head but has surface on all four sides within the ring
+     sees through a hole to the back of the cube; one that does not is beyond the silhouette and
+     ignored. Pits shallower than
      ``hole_depth`` (eye sockets) and surface seen at grazing angles (``hole_max_slope``:
      silhouettes, pit walls) are ignored.
    - ``floaters``: total volume of the occupied voxels outside ``main``.
@@ -74,25 +77,32 @@ class OracleConfig:
     """Iso-level of the surface (that of the meshes)."""
     cube_length: float = 1.0
     """Edge of the cube the sigma grid spans, [-L/2, L/2]^3 (EG3D's box_warp)."""
+    border: float = 0.04
+    """Sigma within this distance of the cube's faces counts as empty space: tri-plane features fade at the
+    box faces and leave sheets of density there (EG3D clears a border before marching cubes for the same
+    reason). The procedural heads stay 0.055 clear of the faces."""
     cheek_x: Range = (0.065, 0.105)
     """|x| range of the two cheek boxes (bumps)."""
     cheek_y: Range = (-0.09, -0.01)
     """y range of the cheek boxes (bumps)."""
-    roughness_window: float = 0.04
+    roughness_window: float = 0.06
     """Width of the local quadratic fit (bumps); features narrower than this count as roughness."""
     max_slope: float = 1.0
     """Bumps are measured where the fitted surface faces the camera: its slope |grad depth| <= this
     (normals within 45 degrees of +z)."""
     nose_tip_y: Range = (-0.12, 0.04)
     """y range searched for the nose tip, the most forward point of the midline profile."""
-    nose_span: float = 0.05
+    nose_span: float = 0.08
     """Length (world y) of the ridge above the tip whose profile must be concave (a cap)."""
     hole_x: Range = (-0.1, 0.1)
     """x range of the box searched for holes."""
     hole_y: Range = (0.0, 0.2)
     """y range of the box searched for holes."""
-    hole_window: float = 0.12
-    """Width of the median window giving the surrounding surface (holes)."""
+    hole_ring: float = 0.1
+    """Radius of the ring (0.7-1 times it) around each pixel whose median depth is the surrounding surface
+    (holes); larger than any crater, so the ring lies on the intact surface around it."""
+    hole_ring_coverage: float = 0.9
+    """Pixels whose ring hits the head on less than this fraction are near the silhouette and not measured."""
     hole_depth: float = 0.025
     """Depressions shallower than this are not holes."""
     hole_max_slope: float = 2.0
@@ -102,7 +112,7 @@ class OracleConfig:
     """Sigma is clamped to [-c, c] before mirroring (asymmetry)."""
     asymmetry_margin: float = 0.02
     """The head component is dilated by this distance before comparing with its mirror."""
-    scales: tuple[float, ...] = (5.3e-3, 1.25e-2, 6.3e-5, 1.0e-4, 4.0e-3)
+    scales: tuple[float, ...] = (6.1e-3, 3.0e-2, 9.1e-5, 7.4e-4, 9.4e-3)
     """Divisors of the raw measures (world units, in DEFECTS order): a procedural defect of severity 1
     scores about 1."""
     weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
@@ -159,6 +169,11 @@ class GeometryOracle:
         cfg = self.config
         n = sigma.shape[0]
         voxel = cfg.cube_length / (n - 1)
+        margin = math.ceil(cfg.border / voxel - 1e-9)
+        if margin > 0:
+            inside = torch.zeros_like(sigma, dtype=torch.bool)
+            inside[margin:-margin, margin:-margin, margin:-margin] = True
+            sigma = torch.where(inside, sigma, torch.full_like(sigma, -cfg.asymmetry_clip))
         occupied = (sigma >= cfg.level).numpy()
         labels, count = ndimage.label(occupied)  # 6-connectivity
         sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
@@ -221,7 +236,7 @@ class GeometryOracle:
 
     def _hole_volume(self, depth: Tensor, axis: Tensor, voxel: float) -> float:
         cfg = self.config
-        half = max(1, round(cfg.hole_window / (2 * voxel)))
+        half = max(1, round(cfg.hole_ring / voxel))
         in_x, in_y = _box(axis, cfg.hole_x), _box(axis, cfg.hole_y)
         if not (bool(in_x.any()) and bool(in_y.any())):
             return 0.0
@@ -229,7 +244,14 @@ class GeometryOracle:
         x0, x1, y0, y1 = int(xs[0]), int(xs[-1]) + 1, int(ys[0]), int(ys[-1]) + 1
         padded = F.pad(depth[None, None], (half, half, half, half), value=math.nan)[0, 0]  # (X+2h, Y+2h)
         windows = padded[x0 : x1 + 2 * half, y0 : y1 + 2 * half].unfold(0, 2 * half + 1, 1).unfold(1, 2 * half + 1, 1)
-        surround = windows.reshape(x1 - x0, y1 - y0, -1).nanmedian(dim=-1).values  # (bx, by)
+        offsets = torch.arange(-half, half + 1, dtype=torch.float64)
+        radius = (offsets[:, None] ** 2 + offsets[None, :] ** 2).sqrt().reshape(-1)  # ((2h+1)^2,)
+        on_ring = (radius <= half + 0.5) & (radius >= 0.7 * half)
+        ring = windows.reshape(x1 - x0, y1 - y0, -1)[..., on_ring]  # (bx, by, m) depths on the ring
+        surround = ring.nanmedian(dim=-1).values  # (bx, by)
+        # near the silhouette part of the ring misses the head and its median is biased: not measured
+        complete = torch.isfinite(ring).double().mean(dim=-1) >= cfg.hole_ring_coverage
+        surround = torch.where(complete, surround, torch.full_like(surround, math.nan))
         seen = depth[x0:x1, y0:y1]
         # a column that misses the head is a hole only if the surface surrounds it on all four sides
         # (within the window); otherwise it is beyond the silhouette
