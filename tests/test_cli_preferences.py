@@ -6,7 +6,7 @@ from pathlib import Path
 from nerfsculpt.cli import main
 from nerfsculpt.preferences.store import PreferenceStore
 
-PAPER_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "rankedseedsall.csv"
+PAPER_CSV = Path(__file__).resolve().parent / "data" / "rankedseedsall.csv"  # the paper's data, §3.1
 
 
 def test_import_split_stats_export(tmp_path, capsys):

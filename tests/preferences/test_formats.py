@@ -18,7 +18,7 @@ from nerfsculpt.preferences.formats import (
 )
 from nerfsculpt.preferences.store import Item, PreferenceStore
 
-PAPER_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "rankedseedsall.csv"
+PAPER_CSV = Path(__file__).resolve().parents[1] / "data" / "rankedseedsall.csv"  # the paper's data, §3.1
 
 LEGACY = """index,seed1,seed2,seed3,seed4,seed5,seed6,seed7,completed,n_in_row,rank1,rank2,rank3,rank4,rank5,rank6,rank7
 0,/x/composed_s_20001.jpg,/x/composed_s_20002.jpg,/x/composed_s_20003.jpg,,,,,TRUE,3,C,A,B,,,,

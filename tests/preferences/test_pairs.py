@@ -18,7 +18,7 @@ from nerfsculpt.preferences.pairs import (
 from nerfsculpt.preferences.splits import anchor_split, shuffle_split, three_way_split
 from nerfsculpt.preferences.store import Item, PreferenceStore
 
-PAPER_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "rankedseedsall.csv"
+PAPER_CSV = Path(__file__).resolve().parents[1] / "data" / "rankedseedsall.csv"  # the paper's data, §3.1
 
 
 @pytest.fixture
