@@ -6,7 +6,8 @@ question (``GET /api/state``), submit a random best/worst answer (``POST /api/an
 committed with ``synchronous=FULL`` before the response). Prints p50 / p95 / max latency of both
 calls and the throughput. Target: p95 < 50 ms. Usage::
 
-    python benchmarks/label_app.py                         # 20 annotators x 50 questions
+    python benchmarks/label_app.py                         # 20 annotators x 50 questions, no pause
+    python benchmarks/label_app.py --think 1               # ~1 s between answers (a fast human)
     python benchmarks/label_app.py --annotators 40 --questions 100
 """
 
@@ -35,6 +36,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--annotators", type=int, default=20)
     parser.add_argument("--questions", type=int, default=50)
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="seconds each annotator waits between answering and fetching (0: saturate the server)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,6 +74,7 @@ def main() -> None:
                 with lock:
                     fetch.append(took)
                     submit.append(time.perf_counter() - start)
+                time.sleep(local.uniform(0.5, 1.5) * args.think)
 
         threads = [threading.Thread(target=annotator, args=(f"annotator{k}",)) for k in range(args.annotators)]
         wall = time.perf_counter()
@@ -85,7 +89,8 @@ def main() -> None:
         with PreferenceStore(db, create=False) as store:
             stored = len(store.answers("bench"))
 
-    print(f"{args.annotators} concurrent annotators, {len(submit)} answers ({stored} in the database), "
+    print(f"{args.annotators} concurrent annotators (think time {args.think} s), "
+          f"{len(submit)} answers ({stored} in the database), "
           f"{wall:.1f} s, {len(submit) / wall:.0f} answers/s")
     print(f"{'call':<22}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}")
     for name, values in (("GET /api/state", fetch), ("POST /api/answer", submit)):

@@ -187,6 +187,7 @@ CREATE TABLE answers (
 );
 CREATE UNIQUE INDEX answers_active ON answers (question_id, annotator) WHERE retracted IS NULL;
 CREATE INDEX answers_annotator ON answers (annotator);
+CREATE INDEX answers_question ON answers (question_id);
 """
 
 _MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1,)
@@ -312,6 +313,13 @@ class PreferenceStore:
                 return s
         known = ", ".join(s["name"] for s in self.studies()) or "none"
         raise NotFoundError(f"no study {name!r} in {self.path} (studies: {known})")
+
+    def _overlap(self, name: str) -> int:
+        """The study's overlap, with one indexed lookup (``study`` also counts questions and answers)."""
+        rows = self._query("SELECT overlap FROM studies WHERE name = ?", (name,))
+        if not rows:
+            self.study(name)  # raises NotFoundError listing the studies
+        return rows[0][0]
 
     def _study_id(self, db: sqlite3.Connection, name: str) -> int:
         row = db.execute("SELECT id FROM studies WHERE name = ?", (name,)).fetchone()
@@ -498,8 +506,14 @@ class PreferenceStore:
 
     def last_answer(self, annotator: str, study: str | None = None) -> Answer | None:
         """The annotator's most recent active answer (in a study), or None."""
-        answers = self.answers(study=study, annotator=annotator)
-        return max(answers, key=lambda a: a.id) if answers else None
+        sql = _ANSWER_SELECT + " JOIN questions q ON q.id = a.question_id JOIN studies s ON s.id = q.study_id " \
+              "WHERE a.annotator = ? AND a.retracted IS NULL"
+        args: list[Any] = [annotator]
+        if study is not None:
+            sql += " AND s.name = ?"
+            args.append(study)
+        rows = self._query(sql + " ORDER BY a.id DESC LIMIT 1", args)
+        return _answer(rows[0]) if rows else None
 
     def answers(self, study: str | None = None, annotator: str | None = None,
                 include_retracted: bool = False) -> list[Answer]:
@@ -521,7 +535,7 @@ class PreferenceStore:
         """The next question for an annotator: the lowest-id question of the study that they have not
         answered, that has fewer than ``overlap`` answers and is not in ``exclude`` (skipped); None
         when there is none left."""
-        info = self.study(study)
+        overlap = self._overlap(study)
         skip = sorted({int(q) for q in exclude})
         rows = self._query(
             "SELECT q.id FROM questions q JOIN studies s ON s.id = q.study_id WHERE s.name = ? "
@@ -529,7 +543,7 @@ class PreferenceStore:
             "                AND a.retracted IS NULL) "
             "AND (SELECT COUNT(*) FROM answers a WHERE a.question_id = q.id AND a.retracted IS NULL) < ? "
             f"AND q.id NOT IN ({','.join('?' * len(skip))}) ORDER BY q.id LIMIT 1",
-            (study, annotator, info["overlap"], *skip))
+            (study, annotator, overlap, *skip))
         return self.question(rows[0][0]) if rows else None
 
     def is_open(self, question_id: int, annotator: str) -> bool:
@@ -545,7 +559,7 @@ class PreferenceStore:
 
     def progress(self, study: str, annotator: str) -> dict[str, int]:
         """``answered`` by this annotator and ``available`` to them (answered + still open to them)."""
-        info = self.study(study)
+        overlap = self._overlap(study)
         answered = self._query(
             "SELECT COUNT(*) FROM answers a JOIN questions q ON q.id = a.question_id JOIN studies s "
             "ON s.id = q.study_id WHERE s.name = ? AND a.annotator = ? AND a.retracted IS NULL",
@@ -555,7 +569,7 @@ class PreferenceStore:
             "AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.question_id = q.id AND a.annotator = ? "
             "                AND a.retracted IS NULL) "
             "AND (SELECT COUNT(*) FROM answers a WHERE a.question_id = q.id AND a.retracted IS NULL) < ?",
-            (study, annotator, info["overlap"]))[0][0]
+            (study, annotator, overlap))[0][0]
         return {"answered": answered, "available": answered + open_}
 
     def annotators(self, study: str | None = None) -> list[str]:
