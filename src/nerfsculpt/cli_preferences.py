@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nerfsculpt.cli import UsageError, _HelpFormatter, _usage, command_group
+from nerfsculpt.cli import UsageError, _HelpFormatter, _resolve_device, _usage, command_group
 
 
 def _open_store(path: str, create: bool = False):
@@ -285,8 +285,6 @@ def cmd_study_new(args: argparse.Namespace) -> int:
         with _open_store(args.db) as store:
             if any(s["name"] == args.study for s in store.studies()):
                 raise UsageError(f"study {args.study!r} already exists in {args.db}; pass another --study")
-    from nerfsculpt.cli import _resolve_device
-
     device = _resolve_device(args.device, 0, 1)
     generators = {side: resolve_generator(spec, device) for side, spec in (("before", args.before),
                                                                            ("after", args.after))}

@@ -43,6 +43,7 @@ from nerfsculpt.preferences.store import (
     PreferenceError,
     PreferenceStore,
     Question,
+    check_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -107,12 +108,13 @@ class LabelingService:
     def _question_payload(self, question: Question) -> dict[str, Any]:
         return {"id": question.id, "items": [
             {"slot": slot, "item_id": item_id, "seed": item.seed, "psi": item.psi, "kind": item.kind,
-             "views": [view for view in VIEWS if self._has_view(item.generator_hash, view)]}
+             "views": self._views(item.generator_hash)}
             for slot, (item_id, item) in enumerate(zip(question.item_ids, question.items, strict=True))]}
 
-    def _has_view(self, fingerprint: str, view: str) -> bool:
+    def _views(self, fingerprint: str) -> list[str]:
+        """Views served for items of a generator: all of them when its bank has renders, else none."""
         bank = self.banks.get(fingerprint)
-        return bank is not None and ("renders" in bank.manifest["what"])
+        return list(VIEWS) if bank is not None and "renders" in bank.manifest["what"] else []
 
     def state(self, annotator: str, skip: list[int] | None = None, question_id: int | None = None) -> dict[str, Any]:
         _check_annotator(annotator)
@@ -210,9 +212,10 @@ class LabelingService:
 
 
 def _check_annotator(name: Any) -> None:
-    if not (isinstance(name, str) and name.strip() and name == name.strip() and len(name) <= 200
-            and name.isprintable()):
-        raise ApiError(422, "annotator must be a name of 1-200 printable characters (no surrounding spaces)")
+    try:
+        check_name(name, "annotator")
+    except PreferenceError as error:
+        raise ApiError(422, str(error)) from None
 
 
 def create_app(db: str | Path, study: str | None = None, token: str | None = None, max_body: int = MAX_BODY):

@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,16 @@ def _int(value: str, path: Path, line: int, column: str) -> int:
     return number
 
 
+def _item_maker(generator: str, generator_hash: str, psi: float, cutoff: int | None, noise_mode: str,
+                view: str) -> Callable[[int], Item]:
+    """seed -> Item of one generator sampled one way (every row of a CSV import)."""
+
+    def item(seed: int) -> Item:
+        return Item(generator, generator_hash, seed=seed, psi=psi, cutoff=cutoff, noise_mode=noise_mode, view=view)
+
+    return item
+
+
 def import_ranked_seeds(store: PreferenceStore, path: str | Path, study: str = "paper", annotator: str = "paper",
                         generator: str = PAPER_GENERATOR, generator_hash: str = "", psi: float = 1.0,
                         cutoff: int | None = 14, noise_mode: str = "const", view: str = "canonical") -> int:
@@ -84,9 +95,7 @@ def import_ranked_seeds(store: PreferenceStore, path: str | Path, study: str = "
             raise FormatError(f"{path}:{line}: winner and loser are the same seed {winner}")
         pairs.append((winner, loser))
 
-    def item(seed: int) -> Item:
-        return Item(generator, generator_hash, seed=seed, psi=psi, cutoff=cutoff, noise_mode=noise_mode, view=view)
-
+    item = _item_maker(generator, generator_hash, psi, cutoff, noise_mode, view)
     source = {"source": path.name, "format": "ranked-seeds"}
     with store.transaction():
         store.create_study(study, kind="ranking", overlap=1, config=source)
@@ -147,9 +156,7 @@ def import_legacy_questionnaire(store: PreferenceStore, path: str | Path, study:
             raise FormatError(f"{path}:{line}: a question shows the same seed twice ({seeds})")
         rankings.append((seeds, [_LETTERS.index(letter) for letter in letters]))
 
-    def item(seed: int) -> Item:
-        return Item(generator, generator_hash, seed=seed, psi=psi, cutoff=cutoff, noise_mode=noise_mode, view=view)
-
+    item = _item_maker(generator, generator_hash, psi, cutoff, noise_mode, view)
     with store.transaction():
         store.create_study(study, kind="ranking", overlap=1, config={"source": path.name, "format": "legacy"})
         ids = store.add_questions(study, [[item(s) for s in seeds] for seeds, _ in rankings])

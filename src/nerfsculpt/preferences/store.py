@@ -284,7 +284,7 @@ class PreferenceStore:
         ``overlap``: how many different annotators answer each question (multi-annotator scheduling).
         ``created``: Unix time (default now; importers pass the original).
         """
-        _check_name(name, "study name")
+        check_name(name, "study name")
         if kind not in STUDY_KINDS:
             raise PreferenceError(f"study kind must be one of {STUDY_KINDS}, got {kind!r}")
         if not (isinstance(overlap, int) and overlap >= 1):
@@ -424,7 +424,7 @@ class PreferenceStore:
         :class:`ConflictError` (undo first), as does an answer to a question that already has
         ``overlap`` answers from other annotators.
         """
-        _check_name(annotator, "annotator name")
+        check_name(annotator, "annotator name")
         ranking_t = tuple(int(i) for i in ranking) if ranking is not None else None
         if ranking_t is not None:
             if best is None:
@@ -493,7 +493,7 @@ class PreferenceStore:
             if row is None:
                 raise NotFoundError(f"{annotator} has no answer to question {question_id} to undo")
             now = time.time()
-            db.execute("UPDATE answers SET retracted = ? WHERE id = ?", (now, row[0]))
+            self.retract(row[0], now)
         return Answer(**{**asdict(_answer(row)), "retracted": now})
 
     def retract(self, answer_id: int, when: float | None = None) -> None:
@@ -592,7 +592,8 @@ def _item(row: Sequence[Any]) -> Item:
                 noise_mode=noise_mode, view=view, kind=kind)
 
 
-def _check_name(name: object, what: str) -> None:
+def check_name(name: object, what: str) -> None:
+    """Raise PreferenceError unless ``name`` is a usable study or annotator name."""
     if not (isinstance(name, str) and name.strip() and len(name) <= MAX_NAME and name == name.strip()
             and name.isprintable()):
         raise PreferenceError(f"{what} must be 1-{MAX_NAME} printable characters without surrounding spaces, "
