@@ -42,3 +42,23 @@ def test_png_bytes_round_trip_and_validation(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(path)), image)
     with pytest.raises(ValueError, match="uint8"):
         atomic.png_bytes(image.astype(np.float32))
+
+
+def test_atomic_directory_appears_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "bundle"
+    with atomic.atomic_directory(target) as staging:
+        (staging / "a.txt").write_text("one")
+        assert not target.exists()
+    assert (target / "a.txt").read_text() == "one"
+    with pytest.raises(FileExistsError, match="not empty"):
+        with atomic.atomic_directory(target):
+            pass
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic.atomic_directory(target, overwrite=True) as staging:
+            (staging / "a.txt").write_text("two")
+            raise RuntimeError("boom")
+    assert (target / "a.txt").read_text() == "one"
+    with atomic.atomic_directory(target, overwrite=True) as staging:
+        (staging / "b.txt").write_text("two")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no staging or old copies left

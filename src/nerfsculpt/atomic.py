@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +49,44 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_file(path) as f:
         f.write(data)
     return Path(path)
+
+
+def check_directory_destination(path: Path, overwrite: bool, error: type[Exception] = FileExistsError) -> None:
+    """Raise ``error`` unless ``path`` is absent, an empty directory, or a directory that may be replaced."""
+    if path.exists() and not path.is_dir():
+        raise error(f"{path} exists and is not a directory; choose another output path")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise error(f"{path} is not empty; pass overwrite=True (--overwrite) to replace it")
+
+
+@contextmanager
+def atomic_directory(path: str | os.PathLike, overwrite: bool = False,
+                     error: type[Exception] = FileExistsError) -> Iterator[Path]:
+    """Yield a staging directory beside ``path``; on success it becomes ``path``, complete or not at all.
+
+    An existing non-empty ``path`` is replaced only with ``overwrite`` (else ``error`` is raised,
+    before and again after the body); on any exception the staging directory is deleted and
+    ``path`` is untouched.
+    """
+    path = Path(path)
+    check_directory_destination(path, overwrite, error)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    try:
+        yield staging
+        check_directory_destination(path, overwrite, error)
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        if not path.exists():
+            staging.rename(path)
+        else:
+            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+            path.rename(old)
+            staging.rename(path)
+            shutil.rmtree(old)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def remove_temporaries(directory: str | os.PathLike) -> None:

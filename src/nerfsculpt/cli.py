@@ -596,6 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_prefs_commands(subparsers, common)
     add_label_commands(subparsers, common)
     add_study_commands(subparsers, common)
+    from nerfsculpt.cli_reward import add_reward_commands
+
+    add_reward_commands(subparsers, common)
     return parser
 
 
@@ -645,7 +648,9 @@ def _is_user_error(error: Exception) -> bool:
     bank = sys.modules.get("nerfsculpt.geometry.bank")
     sigma = sys.modules.get("nerfsculpt.geometry.sigma")
     prefs = sys.modules.get("nerfsculpt.preferences.store")
+    reward = sys.modules.get("nerfsculpt.reward.bundle")
     types = tuple(t for t in (getattr(module, "CheckpointError", None), getattr(bank, "BankError", None),
-                              getattr(sigma, "NonFiniteSigmaError", None), getattr(prefs, "PreferenceError", None))
+                              getattr(sigma, "NonFiniteSigmaError", None), getattr(prefs, "PreferenceError", None),
+                              getattr(reward, "BundleError", None))
                   if t is not None)
     return bool(types) and isinstance(error, types)

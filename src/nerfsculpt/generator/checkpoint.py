@@ -20,8 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shutil
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ import torch
 from torch import nn
 
 from nerfsculpt import __version__
+from nerfsculpt.atomic import atomic_directory, check_directory_destination
 from nerfsculpt.generator.config import (
     SUPERRESOLUTION_SPECS,
     DiscriminatorConfig,
@@ -261,7 +260,7 @@ def convert(src_pkl: str | Path, out_dir: str | Path, overwrite: bool = False) -
     then is `out_dir` written, atomically. Returns `out_dir`.
     """
     out_dir = Path(out_dir)
-    _check_destination(out_dir, overwrite)
+    check_directory_destination(out_dir, overwrite, CheckpointError)
     net = load_network(src_pkl)
     eg3d = net["meta"]["eg3d"]
     meta = {
@@ -313,18 +312,11 @@ def save_network(
     }
     config_text = json.dumps(config, indent=2) + "\n"  # fails before anything is written
 
-    _check_destination(out_dir, overwrite)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
-    staging.mkdir()
-    try:
+    with atomic_directory(out_dir, overwrite, error=CheckpointError) as staging:
         for name, module in networks.items():
             save_file(_tensors_for_saving(module.state_dict()), staging / f"{name}.safetensors",
                       metadata={"format": "pt"})
         (staging / CONFIG_FILE).write_text(config_text)
-        _move_into_place(staging, out_dir, overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out_dir
 
 
@@ -342,23 +334,3 @@ def _tensors_for_saving(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.
     }
 
 
-def _check_destination(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CheckpointError(f"{out_dir} exists and is not a directory; choose another output path")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise CheckpointError(f"{out_dir} is not empty; pass overwrite=True to replace it")
-
-
-def _move_into_place(staging: Path, out_dir: Path, overwrite: bool) -> None:
-    """Rename the finished staging directory to `out_dir`, replacing an old one if allowed."""
-    _check_destination(out_dir, overwrite)
-    if not out_dir.exists():
-        staging.rename(out_dir)
-    elif not any(out_dir.iterdir()):
-        out_dir.rmdir()
-        staging.rename(out_dir)
-    else:
-        old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
-        out_dir.rename(old)
-        staging.rename(out_dir)
-        shutil.rmtree(old)

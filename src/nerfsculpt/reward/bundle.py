@@ -1,0 +1,193 @@
+"""Reward bundles: a trained reward as ``model.safetensors`` + ``config.json`` (never a pickle).
+
+The config carries everything scoring needs, so a reward is always applied with exactly the
+transforms it was trained with:
+
+- ``architecture``: network name (``sigma_unet``) and its config;
+- ``extraction``: what the reward reads -- representation, the slab crop (``geometry.slab.SlabSpec``
+  fields), whether sigma is sampled on EG3D's ``create_samples`` grid, the normalisation, the
+  camera, and the latent rules of the training data (psi of regular and anchor items, truncation
+  cutoff, noise mode);
+- ``training`` (config, data hashes), ``metrics`` (Table-1 accuracies) and ``source`` (e.g. the
+  imported reference bundle), free-form JSON.
+
+Example::
+
+    save_bundle("runs/reward", net, Extraction())
+    bundle = load_bundle("runs/reward")
+    r = bundle.score_slabs(slab_xyz)          # [N, 128, 141, 129] raw sigma (X, Y, Z) -> [N]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nerfsculpt import __version__
+from nerfsculpt.atomic import atomic_directory
+from nerfsculpt.geometry.slab import SlabSpec, crop_reward_slab, normalise_slab_0_100, slab_to_model_order
+from nerfsculpt.reward.sigma_net import SigmaRewardConfig, SigmaRewardNet
+
+FORMAT_NAME = "nerfsculpt-reward"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+REPRESENTATIONS = ("sigma_slab",)
+"""Representations a bundle can hold (depth maps and point clouds join with their networks)."""
+NORMALISATIONS = ("min_max_0_100",)
+
+
+class BundleError(ValueError):
+    """A reward bundle is missing, malformed, or does not fit the requested use."""
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What a reward reads and how it was produced (defaults: the paper's sigma slab, reference_method.md §1)."""
+
+    representation: str = "sigma_slab"
+    """Input kind; ``sigma_slab`` = the cropped 256^3 sigma cube."""
+    slab: dict[str, Any] = field(default_factory=lambda: dataclasses.asdict(SlabSpec()))
+    """``geometry.slab.SlabSpec`` fields of the crop."""
+    eg3d_grid: bool = True
+    """Sigma sampled at EG3D's ``create_samples`` points (the reference's), not the exact grid."""
+    normalisation: str = "min_max_0_100"
+    """Per-sample min-max of the slab to [0, 100] (the reference's ``normalise_sigma_self``)."""
+    camera: str = "canonical"
+    """Conditioning camera of the mapping network."""
+    psi: float = 1.0
+    """Truncation of the ranked (regular) items."""
+    anchor_psi: float = 0.25
+    """Truncation of the high-quality anchors (seeds 100000-100999)."""
+    truncation_cutoff: int | None = 14
+    """Truncation cutoff (w layers truncated)."""
+    noise_mode: str = "const"
+    """Synthesis noise mode."""
+
+    def __post_init__(self) -> None:
+        if self.representation not in REPRESENTATIONS:
+            raise BundleError(f"unknown representation {self.representation!r}; known: {REPRESENTATIONS}")
+        if self.normalisation not in NORMALISATIONS:
+            raise BundleError(f"unknown normalisation {self.normalisation!r}; known: {NORMALISATIONS}")
+        SlabSpec(**self.slab)
+
+    @property
+    def slab_spec(self) -> SlabSpec:
+        return SlabSpec(**self.slab)
+
+
+ARCHITECTURES: dict[str, tuple[type[nn.Module], Any]] = {"sigma_unet": (SigmaRewardNet, SigmaRewardConfig)}
+"""Network name -> (class, config class with ``from_dict``/``to_dict``)."""
+
+
+def architecture_name(model: nn.Module) -> str:
+    for name, (cls, _) in ARCHITECTURES.items():
+        if type(model) is cls:
+            return name
+    raise BundleError(f"no bundle architecture for {type(model).__name__}")
+
+
+@dataclass
+class RewardBundle:
+    """A loaded reward: the network (eval mode) and the bundle's config."""
+
+    model: nn.Module
+    extraction: Extraction
+    config: dict[str, Any]
+    path: Path | None = None
+
+    def prepare_slabs(self, slab_xyz: Tensor) -> Tensor:  # [N, X, Y, Z] raw sigma -> [N, 1, Z, Y, X]
+        """The network input for raw sigma slabs, with the bundle's transforms (crop already applied)."""
+        spec = self.extraction.slab_spec
+        assert slab_xyz.ndim == 4 and tuple(slab_xyz.shape[1:]) == spec.shape, (
+            f"expected raw sigma slabs [N, {', '.join(map(str, spec.shape))}] in (X, Y, Z) order, got "
+            f"{tuple(slab_xyz.shape)}; crop a [N, {spec.resolution}^3] cube with score_cubes instead")
+        if not bool(torch.isfinite(slab_xyz).all()):
+            raise ValueError("the sigma slab contains NaN or infinite values; check the sigma extraction")
+        return slab_to_model_order(normalise_slab_0_100(slab_xyz.float()))[:, None]  # (N, 1, Z, Y, X)
+
+    def score_slabs(self, slab_xyz: Tensor) -> Tensor:  # [N, X, Y, Z] -> [N]
+        """Rewards of raw sigma slabs (X, Y, Z order, as ``geometry.slab.crop_reward_slab`` returns them)."""
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            return self.model(self.prepare_slabs(slab_xyz).to(device)).cpu()
+
+    def score_cubes(self, cube_xyz: Tensor) -> Tensor:  # [N, R, R, R] -> [N]
+        """Rewards of raw sigma cubes on the bundle's full grid (cropped here)."""
+        return self.score_slabs(crop_reward_slab(cube_xyz, self.extraction.slab_spec))
+
+
+def save_bundle(out_dir: str | Path, model: nn.Module, extraction: Extraction, training: dict[str, Any] | None = None,
+                metrics: dict[str, Any] | None = None, source: dict[str, Any] | None = None,
+                overwrite: bool = False) -> Path:
+    """Write ``model`` and its config as a bundle directory, atomically. Returns the directory."""
+    from safetensors.torch import save_file
+
+    name = architecture_name(model)
+    config = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "nerfsculpt_version": __version__,
+        "architecture": {"name": name, "config": model.config.to_dict()},
+        "extraction": dataclasses.asdict(extraction),
+        "training": training or {},
+        "metrics": metrics or {},
+        "source": source or {},
+    }
+    text = json.dumps(config, indent=2) + "\n"  # fails before anything is written
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    with atomic_directory(out_dir, overwrite, error=BundleError) as staging:
+        save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": "pt"})
+        (staging / CONFIG_FILE).write_text(text)
+    return Path(out_dir)
+
+
+def load_bundle(path: str | Path, device: str | torch.device = "cpu",
+                representation: str | None = None) -> RewardBundle:
+    """Load a bundle written by :func:`save_bundle` (or ``nerfsculpt reward import-reference``).
+
+    ``representation`` (if given) must match the bundle's, e.g. ``"sigma_slab"`` for code that
+    feeds sigma slabs.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
+    if not (config_path.is_file() and weights_path.is_file()):
+        raise BundleError(f"{path} is not a reward bundle (needs {CONFIG_FILE} and {WEIGHTS_FILE}); a reference "
+                          f"release (best_model.pt + run_config.yaml) is converted by `nerfsculpt reward "
+                          f"import-reference`")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise BundleError(f"{config_path} is not valid JSON ({error})") from None
+    if config.get("format") != FORMAT_NAME or config.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{config_path} is not a {FORMAT_NAME} v{FORMAT_VERSION} config "
+                          f"(format {config.get('format')!r} v{config.get('format_version')!r})")
+    try:
+        extraction = Extraction(**config["extraction"])
+    except TypeError as error:
+        raise BundleError(f"{config_path}: malformed extraction spec ({error})") from None
+    if representation is not None and extraction.representation != representation:
+        raise BundleError(f"{path} holds a reward for {extraction.representation!r} inputs, not {representation!r}")
+    name = config["architecture"]["name"]
+    if name not in ARCHITECTURES:
+        raise BundleError(f"{path}: unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}")
+    cls, config_cls = ARCHITECTURES[name]
+    try:
+        model = cls(config_cls.from_dict(config["architecture"]["config"]))
+    except (TypeError, ValueError) as error:
+        raise BundleError(f"{path}: architecture config does not build a {name} network ({error})") from None
+    state = load_file(weights_path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise BundleError(f"{path}: the weights do not fit the architecture in {CONFIG_FILE} "
+                          f"({str(error).splitlines()[0]} ...)") from None
+    return RewardBundle(model=model.to(device).eval(), extraction=extraction, config=config, path=path)

@@ -1,0 +1,127 @@
+"""The sigma-field reward network: the reference's ``sfield_256`` model (reference_method.md §4.1-§4.5).
+
+Input: the normalised reward slab [N, 1, Z, Y, X] = [N, 1, 129, 141, 128] (``geometry.slab``:
+crop, 0-100 min-max per sample, (Z, Y, X) order). Then:
+
+1. the U-Net (``reward.unet3d``) gives U [N, 8, Z, Y, X];
+2. feature path: max over U's last 4 channels -> [N, Z, Y, X] -> ``AdaptiveMaxPool3d((8192, 1, 1))``
+   -> g [N, 8192]: each entry is the maximum over a Z-slice (or two neighbouring ones), so g is a
+   129-value "max per depth slice" profile repeated to 8192 (§4.2);
+3. ``RewardHeads``: g -> embedding f [N, 512] -> reward r [N] (+ Bradley-Terry log-strength, pair head);
+4. reconstruction path (the paper's auxiliary L1 loss, §4.5): max over U's first 4 channels ->
+   1x1x1 conv ``conv3d_for_recon`` (weight initialised to exactly 1, bias to U(-0.005, 0.005)) ->
+   [N, 1, Z, Y, X]. The reference computes it but never uses it (its forward returns the
+   embedding only); ``outputs(x, reconstruct=True)`` returns it for ``reward.losses``.
+
+At the reference's sizes the network has **12,686,699** parameters. The reference also holds an
+unused ``Conv1d(1, 1, 1)`` (``conv1d_for_recon``, 2 parameters); it is kept so that released
+state dicts load strictly and the count matches.
+
+Example::
+
+    net = SigmaRewardNet(SigmaRewardConfig())
+    x = slab_to_model_order(normalise_slab_0_100(crop_reward_slab(cube)))[:, None]   # [N, 1, 129, 141, 128]
+    r = net(x)                                                                         # [N]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nerfsculpt.reward.heads import HeadsConfig, RewardHeads, RewardOutputs
+from nerfsculpt.reward.unet3d import ResidualUNetSE3D
+
+
+@dataclass(frozen=True)
+class SigmaRewardConfig:
+    """Architecture of the sigma reward (defaults = the reference's ``sfield_256``, 12,686,699 parameters)."""
+
+    f_maps: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
+    """U-Net channels per level (6 levels: 5 poolings, so every input side must be >= 32)."""
+    num_groups: int = 8
+    """GroupNorm groups (one group for tensors with fewer channels)."""
+    unet_out_channels: int = 8
+    """Channels of the U-Net output U."""
+    feature_channels: int = 4
+    """The last this-many channels of U make the global feature (max over them)."""
+    recon_channels: int = 4
+    """The first this-many channels of U make the reconstruction (max over them)."""
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    """Embedding MLP and heads; ``heads.global_features`` is the adaptive max-pool's output size along Z."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SigmaRewardConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown sigma reward config fields {sorted(unknown)}; known: {sorted(known)}")
+        values = dict(data)
+        if "heads" in values:
+            heads = dict(values["heads"])
+            values["heads"] = HeadsConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in heads.items()})
+        if "f_maps" in values:
+            values["f_maps"] = tuple(values["f_maps"])
+        return cls(**values)
+
+
+class SigmaRewardNet(nn.Module):
+    """Normalised slab [N, 1, Z, Y, X] -> reward [N] (module docstring)."""
+
+    def __init__(self, config: SigmaRewardConfig | None = None):
+        super().__init__()
+        config = config or SigmaRewardConfig()
+        u = config.unet_out_channels
+        if not (1 <= config.feature_channels <= u and 1 <= config.recon_channels <= u):
+            raise ValueError(f"feature_channels and recon_channels must be in 1..{u} (the U-Net's outputs)")
+        self.config = config
+        self.unet = ResidualUNetSE3D(1, u, config.f_maps, config.num_groups)
+        self.conv3d_for_recon = nn.Conv3d(1, 1, 1)
+        self.conv1d_for_recon = nn.Conv1d(1, 1, 1)  # unused, as in the reference (module docstring)
+        self.heads = RewardHeads(config.heads)
+        with torch.no_grad():
+            self.conv3d_for_recon.weight.fill_(1.0)
+            self.conv3d_for_recon.bias.uniform_(-0.005, 0.005)
+
+    @property
+    def checkpointing(self) -> bool:
+        """Recompute U-Net activations in the backward pass (less memory, ~1/3 more compute)."""
+        return self.unet.checkpointing
+
+    @checkpointing.setter
+    def checkpointing(self, value: bool) -> None:
+        self.unet.checkpointing = bool(value)
+
+    def global_features(self, u: Tensor) -> Tensor:  # [N, 8, Z, Y, X] -> [N, G]
+        f = u[:, -self.config.feature_channels:].amax(dim=1, keepdim=True)  # (N, 1, Z, Y, X)
+        g = F.adaptive_max_pool3d(f, (self.config.heads.global_features, 1, 1))  # (N, 1, G, 1, 1)
+        return g.flatten(1)  # (N, G)
+
+    def outputs(self, x: Tensor, reconstruct: bool = False) -> tuple[RewardOutputs, Tensor | None]:
+        """Embedding, reward and BT strength of slabs x [N, 1, Z, Y, X], and the reconstruction if asked."""
+        _check_input(x)
+        u = self.unet(x)  # (N, 8, Z, Y, X)
+        out = self.heads(self.global_features(u))
+        recon = None
+        if reconstruct:
+            recon = self.conv3d_for_recon(u[:, : self.config.recon_channels].amax(dim=1, keepdim=True))  # (N,1,Z,Y,X)
+        return out, recon
+
+    def forward(self, x: Tensor) -> Tensor:  # [N, 1, Z, Y, X] -> [N]
+        return self.outputs(x)[0].reward
+
+
+def _check_input(x: Tensor) -> None:
+    assert x.ndim == 5 and x.shape[1] == 1, (
+        f"expected normalised slabs [N, 1, Z, Y, X] (e.g. [N, 1, 129, 141, 128]), got {tuple(x.shape)}; "
+        f"build them with geometry.slab (crop_reward_slab, normalise_slab_0_100, slab_to_model_order)")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("the slab contains NaN or infinite values; check the sigma extraction")
