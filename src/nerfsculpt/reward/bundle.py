@@ -82,6 +82,13 @@ class Extraction:
         return SlabSpec(**self.slab)
 
 
+def model_input(slab_xyz: Tensor) -> Tensor:  # [N, X, Y, Z] raw sigma -> [N, 1, Z, Y, X]
+    """The sigma reward's input: min-max 0-100 per slab, (Z, Y, X) order (reference_method.md §1.3)."""
+    if not bool(torch.isfinite(slab_xyz).all()):
+        raise ValueError("the sigma slab contains NaN or infinite values; check the sigma extraction")
+    return slab_to_model_order(normalise_slab_0_100(slab_xyz.float()))[:, None]  # (N, 1, Z, Y, X)
+
+
 ARCHITECTURES: dict[str, tuple[type[nn.Module], Any]] = {"sigma_unet": (SigmaRewardNet, SigmaRewardConfig)}
 """Network name -> (class, config class with ``from_dict``/``to_dict``)."""
 
@@ -108,9 +115,7 @@ class RewardBundle:
         assert slab_xyz.ndim == 4 and tuple(slab_xyz.shape[1:]) == spec.shape, (
             f"expected raw sigma slabs [N, {', '.join(map(str, spec.shape))}] in (X, Y, Z) order, got "
             f"{tuple(slab_xyz.shape)}; crop a [N, {spec.resolution}^3] cube with score_cubes instead")
-        if not bool(torch.isfinite(slab_xyz).all()):
-            raise ValueError("the sigma slab contains NaN or infinite values; check the sigma extraction")
-        return slab_to_model_order(normalise_slab_0_100(slab_xyz.float()))[:, None]  # (N, 1, Z, Y, X)
+        return model_input(slab_xyz)
 
     def score_slabs(self, slab_xyz: Tensor) -> Tensor:  # [N, X, Y, Z] -> [N]
         """Rewards of raw sigma slabs (X, Y, Z order, as ``geometry.slab.crop_reward_slab`` returns them)."""

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from nerfsculpt.camera import canonical_camera
 from nerfsculpt.latents import z_from_seeds
-from nerfsculpt.reward.bundle import BundleError, RewardBundle
+from nerfsculpt.reward.bundle import BundleError, Extraction, RewardBundle
 
 
 def score_seeds(bundle: RewardBundle, G: nn.Module, seeds: Sequence[int], psi: float | None = None,
@@ -52,21 +52,21 @@ def score_seeds(bundle: RewardBundle, G: nn.Module, seeds: Sequence[int], psi: f
     return torch.cat(rewards)
 
 
-def check_bank_matches(bundle: RewardBundle, manifest: dict) -> None:
-    """Raise BundleError unless the bank's slabs were cut and sampled as the bundle's training data."""
+def check_bank_matches(extraction: Extraction, manifest: dict) -> None:
+    """Raise BundleError unless the bank's slabs were cut and sampled as ``extraction`` says (a reward's inputs)."""
     slab = manifest.get("extraction", {}).get("slab")
     if slab is None:
         raise BundleError("the bank has no reward slabs; add them with 'nerfsculpt sample --what slab ...'")
-    ours = dataclasses.asdict(bundle.extraction.slab_spec)
+    ours = dataclasses.asdict(extraction.slab_spec)
     theirs = dict(slab["spec"])
     theirs["cube_length"] = ours["cube_length"] = None  # the crop is of the generator's box, whatever its size
     if theirs != ours:
-        raise BundleError(f"the bank's slab crop {slab['spec']} differs from the reward's {bundle.extraction.slab}; "
+        raise BundleError(f"the bank's slab crop {slab['spec']} differs from the reward's {extraction.slab}; "
                           f"sample a bank with the reward's slab resolution")
-    if (slab["grid"] == "eg3d") != bundle.extraction.eg3d_grid:
-        raise BundleError(f"the bank's slabs were sampled on the {slab['grid']!r} grid, the reward was trained on "
-                          f"{'eg3d' if bundle.extraction.eg3d_grid else 'exact'!r}; resample the bank with "
-                          f"--slab-grid {'eg3d' if bundle.extraction.eg3d_grid else 'exact'}")
+    grid = "eg3d" if extraction.eg3d_grid else "exact"
+    if slab["grid"] != grid:
+        raise BundleError(f"the bank's slabs were sampled on the {slab['grid']!r} grid, the reward reads the "
+                          f"{grid!r} grid; resample the bank with --slab-grid {grid}")
 
 
 def score_bank(bundle: RewardBundle, bank, seeds: Sequence[int] | None = None, batch: int = 1,
@@ -74,7 +74,7 @@ def score_bank(bundle: RewardBundle, bank, seeds: Sequence[int] | None = None, b
     """Rewards of a bank's slabs: {seed: reward} for ``seeds`` (default: every seed with a finished slab)."""
     from tqdm import tqdm
 
-    check_bank_matches(bundle, bank.manifest)
+    check_bank_matches(bundle.extraction, bank.manifest)
     seeds = bank.seeds(["slab"]) if seeds is None else list(seeds)
     if not seeds:
         raise BundleError(f"{bank.path} has no finished slabs to score")
