@@ -90,6 +90,170 @@ def cmd_reward_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_study(args: argparse.Namespace):
+    from nerfsculpt.app.server import pick_study
+    from nerfsculpt.preferences.store import PreferenceStore
+
+    try:
+        store = PreferenceStore(args.db, create=False)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+    return store, pick_study(store, args.study)
+
+
+def _slab_source(args: argparse.Namespace, extraction, store, study: str, device, cache_dir):
+    """Banks (--bank, one per psi) or the study's generator (--generator overrides its spec)."""
+    from nerfsculpt.reward.bundle import BundleError
+    from nerfsculpt.reward.data import BankSlabs, GeneratorSlabs
+    from nerfsculpt.reward.pipeline import study_generator
+
+    if args.bank:
+        from nerfsculpt.geometry.bank import open_bank
+
+        return BankSlabs([open_bank(b) for b in args.bank], extraction)
+    from nerfsculpt.generator.builtin import resolve_generator
+
+    spec, fingerprint, _ = study_generator(store, study)
+    G, info = resolve_generator(args.generator or spec, device)
+    if fingerprint and info.fingerprint != fingerprint:
+        raise BundleError(f"the study's items come from a generator with fingerprint {fingerprint[:12]}..., "
+                          f"{args.generator or spec!r} has {info.fingerprint[:12]}...; pass the generator that "
+                          f"made the ranked samples with --generator")
+    return GeneratorSlabs(G, extraction, cache_dir=cache_dir, fingerprint=info.fingerprint)
+
+
+def cmd_reward_train(args: argparse.Namespace) -> int:
+    """Train a sigma reward on a study's rankings; writes OUT/bundle and the Table-1 report.
+
+        nerfsculpt synthetic preferences --db prefs.sqlite          # simulated rankings of 'synthetic'
+        nerfsculpt reward train --db prefs.sqlite --out runs/reward --model small --slab-resolution 64
+        nerfsculpt reward train --db paper.sqlite --generator ffhq512-128.pkl --out runs/paper --device cuda
+        torchrun --nproc_per_node 2 -m nerfsculpt reward train --db paper.sqlite ...   (see docs/reward.md)
+
+    Answers become ranked lists (best/worst, or --pairs full), split 70/15/15 by question (the
+    reference's partition) or by annotator, each list with a high-quality anchor (seeds
+    100000-100999 at psi 0.25, split 700/150/150). Slabs come from the study's generator (computed
+    once, cached as float16 under OUT/slab_cache) or from --bank directories (one per psi).
+    Defaults are the paper's: objective 'paper' (Eq. 4 + 1e-2 L1 reconstruction), Adam 1e-5, weight
+    decay 1e-4, batch 1, <= 10 epochs, early stopping after 3 epochs without a lower validation
+    loss, seed 42. Rerunning with the same --out resumes.
+    """
+    import dataclasses
+
+    from nerfsculpt.reward.train import RewardTrainConfig
+
+    config = RewardTrainConfig(objective=args.objective, lr=args.lr, weight_decay=args.weight_decay,
+                               batch=args.batch, max_epochs=args.epochs, patience=args.patience, seed=args.seed,
+                               anchors=not args.no_anchors, checkpointing=args.checkpointing,
+                               precision=args.precision)
+    try:
+        config.validate()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if args.slab_resolution < 64:
+        raise UsageError(f"--slab-resolution {args.slab_resolution}: the crop needs >= 64 samples per axis")
+    if args.dry_run:
+        print(json.dumps({**{k: v for k, v in vars(args).items() if k != "handler"},
+                          "train_config": dataclasses.asdict(config)}, indent=2, default=str))
+        return 0
+    return _train(args, config)
+
+
+def _train(args: argparse.Namespace, config) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from nerfsculpt.atomic import write_atomic
+    from nerfsculpt.reward.bundle import save_bundle
+    from nerfsculpt.reward.data import items_of, prepare
+    from nerfsculpt.reward.losses import weights_for
+    from nerfsculpt.reward.pipeline import data_fingerprint, extraction_for, splits_from_store
+    from nerfsculpt.reward.sigma_net import SIGMA_PRESETS, SigmaRewardNet
+    from nerfsculpt.reward.train import evaluate, format_table, train, train_anchor_seed
+
+    out = Path(args.out)
+    device = _resolve_device(args.device, 0, 1)
+    store, study = _open_study(args)
+    with store:
+        extraction = extraction_for(store, study, args.slab_resolution, eg3d_grid=args.slab_grid == "eg3d")
+        splits = splits_from_store(store, study, mode=args.pairs, by=args.split_by, seed=args.split_seed)
+        source = _slab_source(args, extraction, store, study, device, out / "slab_cache")
+    splits.check(config.anchors)
+    lists = {name: splits.lists(name, config.anchors, seed=config.seed) for name in ("train", "val", "test")}
+    epochs = [splits.lists("train", config.anchors, seed=train_anchor_seed(config, epoch))
+              for epoch in range(config.max_epochs)]
+    items = items_of([r for part in (*lists.values(), *epochs) for r in part])  # with every anchor drawn
+    print(f"study {study!r}: {len(splits.train)} / {len(splits.val)} / {len(splits.test)} train / val / test lists; "
+          f"{len(items)} slabs", flush=True)
+    prepare(source, items, progress=not args.no_progress)
+    torch.manual_seed(config.seed)
+    net = SigmaRewardNet(SIGMA_PRESETS[args.model]).to(device)
+    summary = train(net, splits, source, out, config, progress=not args.no_progress)
+    weights = weights_for(config.objective)
+    results = {"test": evaluate(net, lists["test"], source, weights, batch=config.batch),
+               "val": evaluate(net, lists["val"], source, weights, batch=config.batch)}
+    training = {"config": summary["config"], "study": study, "db": str(Path(args.db).resolve()),
+                "pairs": args.pairs, "split_by": args.split_by, "split_seed": args.split_seed,
+                "model_preset": args.model, "data": data_fingerprint(splits), "summary": summary}
+    bundle = save_bundle(out / "bundle", net.cpu(), extraction, training=training, metrics=results, overwrite=True)
+    report = json.dumps({"training": training, "metrics": results}, indent=2) + "\n"
+    write_atomic(out / "metrics.json", report.encode())
+    print(format_table(results))
+    print(f"{summary['stopped']}; best epoch {summary['best_epoch'] + 1 if summary['best_epoch'] is not None else '-'}"
+          f" of {summary['epochs']}; bundle: {bundle}")
+    return 0
+
+
+def cmd_reward_eval(args: argparse.Namespace) -> int:
+    """Table-1 accuracies of a reward bundle on a study's split (scalar and pair heads, 95 % CIs).
+
+        nerfsculpt reward eval --bundle runs/reward/bundle --db prefs.sqlite
+        nerfsculpt reward eval --bundle runs/paper/bundle --db paper.sqlite --generator ffhq512-128.pkl --split val
+
+    The split is recomputed as in training (same --pairs, --split-by, --split-seed); "all pairs"
+    uses the anchored lists (one anchor each, fixed draw), "regular only" the (winner, loser) pairs.
+    """
+    from pathlib import Path
+
+    from nerfsculpt.atomic import write_atomic
+    from nerfsculpt.reward.bundle import load_bundle
+    from nerfsculpt.reward.losses import weights_for
+    from nerfsculpt.reward.pipeline import splits_from_store
+    from nerfsculpt.reward.train import evaluate, format_table
+
+    device = _resolve_device(args.device, 0, 1)
+    bundle = load_bundle(args.bundle, device=device, representation="sigma_slab")
+    store, study = _open_study(args)
+    with store:
+        splits = splits_from_store(store, study, mode=args.pairs, by=args.split_by, seed=args.split_seed)
+        source = _slab_source(args, bundle.extraction, store, study, device, None)
+    seed = bundle.config.get("training", {}).get("config", {}).get("seed", 42)
+    lists = splits.lists(args.split, not args.no_anchors, seed=seed)
+    if not lists:
+        raise UsageError(f"the {args.split} split of study {study!r} is empty")
+    result = evaluate(bundle.model, lists, source, weights_for(args.objective), progress=not args.no_progress)
+    if args.out:
+        write_atomic(Path(args.out), (json.dumps({args.split: result}, indent=2) + "\n").encode())
+    print(format_table({args.split: result}))
+    return 0
+
+
+def _add_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", required=True, metavar="SQLITE", help="preference database")
+    p.add_argument("--study", default=None, help="study to use (default: the database's only study)")
+    p.add_argument("--generator", default=None, metavar="PATH|NAME",
+                   help="generator of the ranked samples (default: the one the study's items name)")
+    p.add_argument("--bank", action="append", default=None, metavar="DIR",
+                   help="read slabs from sample banks instead (repeat: one bank per psi, e.g. the anchors')")
+    p.add_argument("--pairs", default="best_worst", choices=("best_worst", "full"),
+                   help="ranked lists from best/worst (the paper) or from full rankings")
+    p.add_argument("--split-by", default="question", choices=("question", "annotator"), help="partition unit")
+    p.add_argument("--split-seed", type=int, default=42, help="seed of the 70/15/15 partition (the reference: 42)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def add_reward_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     group = command_group(subparsers, common, "reward", "reward models: import the paper's, score geometry",
                           "Reward models read geometry (the sigma slab) and return a quality score.\n\n"
@@ -115,3 +279,38 @@ def add_reward_commands(subparsers: Any, common: argparse.ArgumentParser) -> Non
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration, do nothing")
     p.set_defaults(handler=cmd_reward_score, command="reward score")
+
+    p = group.add_parser("train", parents=[common], help="train a sigma reward on a study's rankings",
+                         description=_usage(cmd_reward_train.__doc__), formatter_class=_HelpFormatter)
+    _add_data_arguments(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="run directory (resumed if it has a checkpoint)")
+    p.add_argument("--model", default="full", choices=("full", "small"),
+                   help="network size: the paper's (12.7M parameters) or a small one for CPU runs")
+    p.add_argument("--slab-resolution", type=int, default=256,
+                   help="grid the reward slab is cut from (the paper: 256 -> [128, 141, 129])")
+    p.add_argument("--slab-grid", default="eg3d", choices=("eg3d", "exact"),
+                   help="sigma at EG3D's create_samples points (as the paper's data) or the exact grid")
+    p.add_argument("--objective", default="paper", choices=("paper", "reference"),
+                   help="paper: Eq. 4 + 1e-2 reconstruction; reference: what the reference code optimises")
+    p.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="Adam (coupled L2) weight decay")
+    p.add_argument("--batch", type=int, default=1, help="ranked lists per step")
+    p.add_argument("--epochs", type=int, default=10, help="maximum epochs")
+    p.add_argument("--patience", type=int, default=3, help="stop after this many epochs without a better val loss")
+    p.add_argument("--seed", type=int, default=42, help="seed of the weights, orders and anchor draws")
+    p.add_argument("--no-anchors", action="store_true", help="train on [winner, loser] only")
+    p.add_argument("--checkpointing", action="store_true", help="activation checkpointing (less memory)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="autocast precision on CUDA (CPU always runs fp32)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved configuration, do nothing")
+    p.set_defaults(handler=cmd_reward_train, command="reward train")
+
+    p = group.add_parser("eval", parents=[common], help="Table-1 accuracies of a bundle on a study's split",
+                         description=_usage(cmd_reward_eval.__doc__), formatter_class=_HelpFormatter)
+    p.add_argument("--bundle", required=True, metavar="DIR", help="reward bundle")
+    _add_data_arguments(p)
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="partition to evaluate")
+    p.add_argument("--objective", default="paper", choices=("paper", "reference"), help="loss reported beside")
+    p.add_argument("--no-anchors", action="store_true", help="evaluate [winner, loser] lists only")
+    p.add_argument("--out", default=None, metavar="JSON", help="also write the result here")
+    p.set_defaults(handler=cmd_reward_eval, command="reward eval")

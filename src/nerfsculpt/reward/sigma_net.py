@@ -73,6 +73,15 @@ class SigmaRewardConfig:
         return cls(**values)
 
 
+SIGMA_PRESETS: dict[str, SigmaRewardConfig] = {
+    "full": SigmaRewardConfig(),
+    "small": SigmaRewardConfig(f_maps=(4, 8, 16, 32, 64), num_groups=4, heads=HeadsConfig(
+        global_features=1024, embedding_hidden=(128, 128), embedding=64, head_hidden=(64, 32))),
+}
+"""Named sizes: ``full`` = the paper's (12.7M parameters); ``small`` (0.64M) for CPU runs on small slabs
+(every side >= 16)."""
+
+
 class SigmaRewardNet(nn.Module):
     """Normalised slab [N, 1, Z, Y, X] -> reward [N] (module docstring)."""
 

@@ -14,8 +14,9 @@ epoch 3 on, a quirk not reproduced: ours stays deterministic).
 
 Accuracy (Table 1, :func:`evaluate`): "all pairs" = the 3 pairs of every anchored test list,
 "regular only" = the (winner, loser) pair alone; a pair is correct when the scalar reward orders it
-as the annotator did (and, reported beside it, when the pair head does: the reference's table uses
-the pair head, reference_method.md §3.6). Exact (Clopper-Pearson) 95 % intervals.
+as the annotator did (and, when the objective trains it, when the pair head does: the reference's
+table uses the pair head, reference_method.md §3.6). Ties count as wrong. Exact (Clopper-Pearson)
+95 % intervals.
 
 Runs are resumable: ``OUT/checkpoint`` (weights, Adam moments, loop state) is written every
 ``checkpoint_every`` steps and at the end of each epoch; rerunning with the same ``OUT`` continues.
@@ -212,7 +213,8 @@ def evaluate(net: SigmaRewardNet, lists: Sequence[RankedList], source: SlabSourc
     device = next(net.parameters()).device
     was_training = net.training
     net.eval()
-    counts = {f"{subset}/{head}": [0, 0] for subset in SUBSETS for head in HEADS}
+    heads = HEADS if weights.pairs else HEADS[:1]  # the pair head is only reported when it was trained
+    counts = {f"{subset}/{head}": [0, 0] for subset in SUBSETS for head in heads}
     loss_sum, n_lists, monitor = 0.0, 0, "pairs" if weights.pairs else "scalar"
     for start in tqdm(range(0, len(lists), batch), disable=not progress, desc="eval", unit="batch"):
         chunk = lists[start : start + batch]
@@ -231,9 +233,9 @@ def evaluate(net: SigmaRewardNet, lists: Sequence[RankedList], source: SlabSourc
                 regular = not (ranked.anchored and i == 0)
                 hits = {"scalar": bool(scores.rewards[b, i] > scores.rewards[b, j]),
                         "pair_head": bool(prob[b, p] > 0.5)}
-                for head, hit in hits.items():
+                for head in heads:
                     for subset in SUBSETS if regular else SUBSETS[:1]:
-                        counts[f"{subset}/{head}"][0] += hit
+                        counts[f"{subset}/{head}"][0] += hits[head]
                         counts[f"{subset}/{head}"][1] += 1
     net.train(was_training)
     accuracy = {key: {"accuracy": c / n if n else None, "correct": c, "n": n, "ci95": _interval(c, n)}
@@ -245,7 +247,7 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
     """Table-1 style text: accuracy (95 % CI) on all pairs and regular-only pairs, per split and head."""
     lines = [f"{'split':<8}{'head':<11}{'all pairs':>26}{'regular only':>26}"]
     for split, result in results.items():
-        for head in HEADS:
+        for head in (h for h in HEADS if f"all_pairs/{h}" in result["accuracy"]):
             cells = []
             for subset in SUBSETS:
                 a = result["accuracy"][f"{subset}/{head}"]
@@ -289,6 +291,11 @@ def _load_checkpoint(out_dir: Path, net: SigmaRewardNet, optimizer: torch.optim.
         if keys:
             optimizer.state[p] = {key: moments[f"{i}.{key}"].to(device) for key in keys}
     return state
+
+
+def train_anchor_seed(config: RewardTrainConfig, epoch: int) -> int:
+    """Seed of the anchor draw of the training lists in ``epoch`` (a fresh draw every epoch)."""
+    return config.seed * 1000 + epoch
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -336,7 +343,7 @@ def train(net: SigmaRewardNet, splits: Splits, source: SlabSource, out_dir: str 
     net.train()
     while state["epoch"] < config.max_epochs and state["stopped"] is None:
         epoch = state["epoch"]
-        lists = splits.lists("train", config.anchors, seed=config.seed * 1000 + epoch)  # fresh anchors per epoch
+        lists = splits.lists("train", config.anchors, seed=train_anchor_seed(config, epoch))  # fresh anchors
         order = _epoch_order(len(lists), config.seed, epoch)
         batches = [order[i : i + config.batch] for i in range(0, len(order), config.batch)]
         rng = torch.Generator().manual_seed(config.seed * 7919 + epoch)

@@ -1,0 +1,55 @@
+"""nerfsculpt reward train / eval end to end on simulated rankings of the tiny random generator."""
+
+import json
+
+import pytest
+
+from nerfsculpt.cli import main
+from nerfsculpt.reward.bundle import load_bundle
+
+CPU = ["--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def prefs(tmp_path_factory):
+    db = tmp_path_factory.mktemp("prefs") / "p.sqlite"
+    assert main(["synthetic", "preferences", "--db", str(db), "--generator", "tiny-random", "--seeds", "0-39",
+                 "--questions", "30", "--resolution", "32", *CPU]) == 0
+    return db
+
+
+@pytest.mark.slow
+def test_train_writes_a_bundle_with_its_report_and_resumes(prefs, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["reward", "train", "--db", str(prefs), "--out", str(out), "--model", "small", "--slab-resolution", "64",
+            "--epochs", "2", "--batch", "4", "--lr", "1e-3", "--objective", "reference", *CPU]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "pair_head" in text and "regular only" in text  # the reference objective trains the pair head
+    bundle = load_bundle(out / "bundle")
+    training = bundle.config["training"]
+    assert training["data"]["train"]["lists"] == 21 and training["config"]["objective"] == "reference"
+    assert bundle.extraction.slab["resolution"] == 64 and bundle.extraction.psi == 1.0
+    assert set(bundle.config["metrics"]) == {"test", "val"}
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert metrics["test"]["accuracy"]["all_pairs/scalar"]["n"] == 3 * metrics["test"]["lists"]
+    steps = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert main(args) == 0  # finished run: resumes to the end at once, same bundle
+    assert len((out / "log.jsonl").read_text().splitlines()) == len(steps)
+    assert main(["reward", "eval", "--bundle", str(out / "bundle"), "--db", str(prefs), "--objective", "reference",
+                 "--out", str(tmp_path / "eval.json"), *CPU]) == 0
+    evaluated = json.loads((tmp_path / "eval.json").read_text())["test"]
+    assert evaluated["accuracy"] == metrics["test"]["accuracy"]
+
+
+def test_train_dry_run_and_bad_arguments(prefs, tmp_path, capsys):
+    assert main(["reward", "train", "--db", str(prefs), "--out", str(tmp_path / "r"), "--dry-run"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert config["train_config"]["lr"] == 1e-5 and config["train_config"]["patience"] == 3
+    assert main(["reward", "train", "--db", str(prefs), "--out", str(tmp_path / "r"), "--slab-resolution", "32"]) == 2
+    assert ">= 64" in capsys.readouterr().err
+    assert main(["reward", "train", "--db", str(tmp_path / "none.sqlite"), "--out", str(tmp_path / "r")]) == 2
+    assert main(["reward", "train", "--db", str(prefs), "--out", str(tmp_path / "r"), "--generator", "synthetic",
+                 "--epochs", "1", *CPU]) == 2
+    assert "fingerprint" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "bundle").exists()
