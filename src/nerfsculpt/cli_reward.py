@@ -104,13 +104,16 @@ def _open_study(args: argparse.Namespace):
 def _slab_source(args: argparse.Namespace, extraction, store, study: str, device, cache_dir):
     """Banks (--bank, one per psi) or the study's generator (--generator overrides its spec)."""
     from nerfsculpt.reward.bundle import BundleError
-    from nerfsculpt.reward.data import BankSlabs, GeneratorSlabs
+    from nerfsculpt.reward.data import BankInputs, GeneratorSlabs
     from nerfsculpt.reward.pipeline import study_generator
 
     if args.bank:
         from nerfsculpt.geometry.bank import open_bank
 
-        return BankSlabs([open_bank(b) for b in args.bank], extraction)
+        return BankInputs([open_bank(b) for b in args.bank], extraction)
+    if extraction.representation != "sigma_slab":
+        raise UsageError(f"{extraction.representation} rewards read sample banks: pass --bank (one per psi, made "
+                         f"with 'nerfsculpt sample --what depth,points ...')")
     from nerfsculpt.generator.builtin import resolve_generator
 
     spec, fingerprint, _ = study_generator(store, study)
@@ -140,8 +143,13 @@ def cmd_reward_train(args: argparse.Namespace) -> int:
     """
     import dataclasses
 
+    from nerfsculpt.reward.pipeline import MODELS
     from nerfsculpt.reward.train import RewardTrainConfig
 
+    if args.batch is None:
+        args.batch = MODELS[args.model][1]
+    if args.resnet_weights is not None and not args.model.startswith("depth"):
+        raise UsageError("--resnet-weights only applies to --model depth1 or depth3")
     config = RewardTrainConfig(objective=args.objective, lr=args.lr, weight_decay=args.weight_decay,
                                batch=args.batch, max_epochs=args.epochs, patience=args.patience, seed=args.seed,
                                anchors=not args.no_anchors, checkpointing=args.checkpointing,
@@ -168,15 +176,15 @@ def _train(args: argparse.Namespace, config) -> int:
     from nerfsculpt.reward.bundle import save_bundle
     from nerfsculpt.reward.data import items_of, prepare
     from nerfsculpt.reward.losses import weights_for
-    from nerfsculpt.reward.pipeline import data_fingerprint, extraction_for, splits_from_store
-    from nerfsculpt.reward.sigma_net import SIGMA_PRESETS, SigmaRewardNet
+    from nerfsculpt.reward.pipeline import MODELS, build_model, data_fingerprint, extraction_for, splits_from_store
     from nerfsculpt.reward.train import evaluate, format_table, train, train_anchor_seed
 
     out = Path(args.out)
     device = _resolve_device(args.device, 0, 1)
     store, study = _open_study(args)
     with store:
-        extraction = extraction_for(store, study, args.slab_resolution, eg3d_grid=args.slab_grid == "eg3d")
+        extraction = extraction_for(store, study, args.slab_resolution, eg3d_grid=args.slab_grid == "eg3d",
+                                    representation=MODELS[args.model][0])
         splits = splits_from_store(store, study, mode=args.pairs, by=args.split_by, seed=args.split_seed)
         source = _slab_source(args, extraction, store, study, device, out / "slab_cache")
     splits.check(config.anchors)
@@ -188,7 +196,7 @@ def _train(args: argparse.Namespace, config) -> int:
           f"{len(items)} slabs", flush=True)
     prepare(source, items, progress=not args.no_progress)
     torch.manual_seed(config.seed)
-    net = SigmaRewardNet(SIGMA_PRESETS[args.model]).to(device)
+    net = build_model(args.model, args.resnet_weights, args.train_backbone).to(device)
     summary = train(net, splits, source, out, config, progress=not args.no_progress)
     weights = weights_for(config.objective)
     results = {"test": evaluate(net, lists["test"], source, weights, batch=config.batch),
@@ -223,7 +231,7 @@ def cmd_reward_eval(args: argparse.Namespace) -> int:
     from nerfsculpt.reward.train import evaluate, format_table
 
     device = _resolve_device(args.device, 0, 1)
-    bundle = load_bundle(args.bundle, device=device, representation="sigma_slab")
+    bundle = load_bundle(args.bundle, device=device)
     store, study = _open_study(args)
     with store:
         splits = splits_from_store(store, study, mode=args.pairs, by=args.split_by, seed=args.split_seed)
@@ -284,8 +292,13 @@ def add_reward_commands(subparsers: Any, common: argparse.ArgumentParser) -> Non
                          description=_usage(cmd_reward_train.__doc__), formatter_class=_HelpFormatter)
     _add_data_arguments(p)
     p.add_argument("--out", required=True, metavar="DIR", help="run directory (resumed if it has a checkpoint)")
-    p.add_argument("--model", default="full", choices=("full", "small"),
-                   help="network size: the paper's (12.7M parameters) or a small one for CPU runs")
+    p.add_argument("--model", default="full", choices=("full", "small", "depth1", "depth3", "pointnet", "pointnet2"),
+                   help="sigma reward at the paper's size (12.7M parameters) or a small one for CPU runs; "
+                        "baselines (read --bank): ResNet-50 on 1 or 3 depth maps, PointNet, PointNet++")
+    p.add_argument("--resnet-weights", default=None, metavar="FILE",
+                   help="depth models: start the ResNet-50 from a torchvision resnet50 state dict "
+                        "(.pth read tensors-only, or .safetensors); default random weights")
+    p.add_argument("--train-backbone", action="store_true", help="depth models: train the ResNet-50 too")
     p.add_argument("--slab-resolution", type=int, default=256,
                    help="grid the reward slab is cut from (the paper: 256 -> [128, 141, 129])")
     p.add_argument("--slab-grid", default="eg3d", choices=("eg3d", "exact"),
@@ -294,7 +307,8 @@ def add_reward_commands(subparsers: Any, common: argparse.ArgumentParser) -> Non
                    help="paper: Eq. 4 + 1e-2 reconstruction; reference: what the reference code optimises")
     p.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="Adam (coupled L2) weight decay")
-    p.add_argument("--batch", type=int, default=1, help="ranked lists per step")
+    p.add_argument("--batch", type=int, default=None,
+                   help="ranked lists per step (default: the paper's: sigma 1, depth 8, PointNet 4, PointNet++ 2)")
     p.add_argument("--epochs", type=int, default=10, help="maximum epochs")
     p.add_argument("--patience", type=int, default=3, help="stop after this many epochs without a better val loss")
     p.add_argument("--seed", type=int, default=42, help="seed of the weights, orders and anchor draws")

@@ -53,3 +53,23 @@ def test_train_dry_run_and_bad_arguments(prefs, tmp_path, capsys):
                  "--epochs", "1", *CPU]) == 2
     assert "fingerprint" in capsys.readouterr().err
     assert not (tmp_path / "r" / "bundle").exists()
+
+
+@pytest.mark.slow
+def test_pointnet_baseline_trains_from_a_bank(prefs, tmp_path, capsys):
+    from nerfsculpt.generator.builtin import resolve_generator
+    from nerfsculpt.geometry.bank import BankConfig, write_bank
+
+    bank = tmp_path / "bank"
+    config = BankConfig(resolution=32, slab_resolution=64, mesh_level=0.0, depth_resolution=48, n_points=2048)
+    write_bank(bank, *resolve_generator("tiny-random", "cpu"), config, list(range(40)), ("depth", "points"),
+               progress=False)
+    out = tmp_path / "run"
+    assert main(["reward", "train", "--db", str(prefs), "--out", str(out), "--model", "pointnet", "--bank", str(bank),
+                 "--no-anchors", "--epochs", "1", *CPU]) == 0
+    bundle = load_bundle(out / "bundle")
+    assert bundle.extraction.representation == "points" and bundle.config["architecture"]["name"] == "point_net"
+    assert bundle.config["training"]["config"]["batch"] == 4  # the paper's PointNet batch
+    assert main(["reward", "train", "--db", str(prefs), "--out", str(tmp_path / "r2"), "--model", "depth1",
+                 "--no-anchors", *CPU]) == 2
+    assert "pass --bank" in capsys.readouterr().err

@@ -8,9 +8,8 @@ import torch
 
 from nerfsculpt.preferences.pairs import RankedList
 from nerfsculpt.preferences.store import Item
-from nerfsculpt.reward.bundle import model_input
 from nerfsculpt.reward.losses import weights_for
-from nerfsculpt.reward.sigma_net import SigmaRewardNet
+from nerfsculpt.reward.sigma_net import SigmaRewardNet, sigma_input
 from nerfsculpt.reward.train import RewardTrainConfig, Splits, evaluate, format_table, train
 from tests.reward.tiny import TINY_SIGMA
 
@@ -27,7 +26,7 @@ class BlobSlabs:
     def badness(item: Item) -> float:
         return (item.seed * 7919 % 101) / 100  # a fixed pseudo-random badness in [0, 1]
 
-    def slab(self, item: Item) -> torch.Tensor:
+    def load(self, item: Item) -> torch.Tensor:
         self.calls += 1
         x, y, z = torch.meshgrid(*(torch.linspace(-1, 1, n) for n in SHAPE), indexing="ij")
         head = 200 * torch.tanh(3 * (0.6 - (x**2 + y**2 + (z + 0.6) ** 2).sqrt()))
@@ -84,10 +83,10 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     train(straight, make_splits(20, 8, 4), BlobSlabs(), tmp_path / "a", config, progress=False)
 
     class Interrupting(BlobSlabs):
-        def slab(self, item):
+        def load(self, item):
             if self.calls == 40:  # in step 4 of epoch 1, after the step-2 checkpoint
                 raise KeyboardInterrupt
-            return super().slab(item)
+            return super().load(item)
 
     torch.manual_seed(0)
     resumed = SigmaRewardNet(TINY_SIGMA)
@@ -109,7 +108,7 @@ def test_evaluate_counts_table_1_pairs():
     acc = result["accuracy"]
     assert acc["all_pairs/scalar"]["n"] == 3 * len(anchored) and acc["regular_only/scalar"]["n"] == len(anchored)
     with torch.no_grad():
-        r = [net(model_input(torch.stack([source.slab(i) for i in lst.items]))) for lst in anchored]
+        r = [net(sigma_input(torch.stack([source.load(i) for i in lst.items]))) for lst in anchored]
     regular = sum(bool(x[1] > x[2]) for x in r)
     every = sum(bool(x[i] > x[j]) for x in r for i, j in ((0, 1), (0, 2), (1, 2)))
     assert acc["regular_only/scalar"]["correct"] == regular and acc["all_pairs/scalar"]["correct"] == every

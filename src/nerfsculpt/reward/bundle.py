@@ -31,15 +31,17 @@ from torch import Tensor, nn
 
 from nerfsculpt import __version__
 from nerfsculpt.atomic import atomic_directory
-from nerfsculpt.geometry.slab import SlabSpec, crop_reward_slab, normalise_slab_0_100, slab_to_model_order
-from nerfsculpt.reward.sigma_net import SigmaRewardConfig, SigmaRewardNet
+from nerfsculpt.geometry.slab import SlabSpec, crop_reward_slab
+from nerfsculpt.reward.baselines import DepthResNetReward, DepthRewardConfig, PointReward, PointRewardConfig
+from nerfsculpt.reward.sigma_net import SigmaRewardConfig, SigmaRewardNet, sigma_input
 
 FORMAT_NAME = "nerfsculpt-reward"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-REPRESENTATIONS = ("sigma_slab",)
-"""Representations a bundle can hold (depth maps and point clouds join with their networks)."""
+REPRESENTATIONS = ("sigma_slab", "depth_single", "depth_triple", "points")
+"""Inputs a reward reads: the sigma slab, the canonical depth map, the three depth maps (yaw +1, 0,
+-1 rad), a point cloud from the canonical depth map (reference_method.md §1-§2)."""
 NORMALISATIONS = ("min_max_0_100",)
 
 
@@ -82,14 +84,11 @@ class Extraction:
         return SlabSpec(**self.slab)
 
 
-def model_input(slab_xyz: Tensor) -> Tensor:  # [N, X, Y, Z] raw sigma -> [N, 1, Z, Y, X]
-    """The sigma reward's input: min-max 0-100 per slab, (Z, Y, X) order (reference_method.md §1.3)."""
-    if not bool(torch.isfinite(slab_xyz).all()):
-        raise ValueError("the sigma slab contains NaN or infinite values; check the sigma extraction")
-    return slab_to_model_order(normalise_slab_0_100(slab_xyz.float()))[:, None]  # (N, 1, Z, Y, X)
-
-
-ARCHITECTURES: dict[str, tuple[type[nn.Module], Any]] = {"sigma_unet": (SigmaRewardNet, SigmaRewardConfig)}
+ARCHITECTURES: dict[str, tuple[type[nn.Module], Any]] = {
+    "sigma_unet": (SigmaRewardNet, SigmaRewardConfig),
+    "depth_resnet50": (DepthResNetReward, DepthRewardConfig),
+    "point_net": (PointReward, PointRewardConfig),
+}
 """Network name -> (class, config class with ``from_dict``/``to_dict``)."""
 
 
@@ -115,13 +114,19 @@ class RewardBundle:
         assert slab_xyz.ndim == 4 and tuple(slab_xyz.shape[1:]) == spec.shape, (
             f"expected raw sigma slabs [N, {', '.join(map(str, spec.shape))}] in (X, Y, Z) order, got "
             f"{tuple(slab_xyz.shape)}; crop a [N, {spec.resolution}^3] cube with score_cubes instead")
-        return model_input(slab_xyz)
+        return sigma_input(slab_xyz)
 
     def score_slabs(self, slab_xyz: Tensor) -> Tensor:  # [N, X, Y, Z] -> [N]
         """Rewards of raw sigma slabs (X, Y, Z order, as ``geometry.slab.crop_reward_slab`` returns them)."""
         device = next(self.model.parameters()).device
         with torch.no_grad():
             return self.model(self.prepare_slabs(slab_xyz).to(device)).cpu()
+
+    def score_inputs(self, raw: Tensor) -> Tensor:  # [N, ...] as the bank stores them -> [N]
+        """Rewards of raw inputs of the bundle's representation (slabs, depth maps or point clouds)."""
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            return self.model(raw.to(device)).cpu()
 
     def score_cubes(self, cube_xyz: Tensor) -> Tensor:  # [N, R, R, R] -> [N]
         """Rewards of raw sigma cubes on the bundle's full grid (cropped here)."""

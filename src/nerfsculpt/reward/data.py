@@ -1,4 +1,4 @@
-"""Training inputs of the sigma reward: raw reward slabs for the items of ranked lists.
+"""Training inputs of the rewards: raw reward slabs (or depth maps, point clouds) for ranked lists' items.
 
 An item (``preferences.store.Item``: generator, seed, psi, cutoff, noise mode) becomes the raw
 sigma slab [X, Y, Z] that its generator produces on the bundle's slab (``Extraction``), exactly
@@ -7,8 +7,9 @@ as ``reward.scoring`` samples it. Two sources:
 - :class:`GeneratorSlabs`: computed on demand from the generator, kept as float16 (the reference
   stores its training slabs as float16 too, reference_method.md §1.3) in memory and, with
   ``cache_dir``, on disk as one safetensors file per item, reused by later runs;
-- :class:`BankSlabs`: read from sample banks (``nerfsculpt sample --what slab``), one bank per
-  psi (e.g. the ranked seeds at psi 1 and the anchors at psi 0.25).
+- :class:`BankInputs`: read from sample banks (``nerfsculpt sample --what slab|depth|points``),
+  one bank per psi (e.g. the ranked seeds at psi 1 and the anchors at psi 0.25); also the depth
+  maps and point clouds of the baselines.
 
 :func:`prepare` fills a source for every item of a set of lists (with a progress bar), so the
 epochs then only read memory or disk.
@@ -34,8 +35,10 @@ from nerfsculpt.reward.bundle import BundleError, Extraction
 log = logging.getLogger(__name__)
 
 
-class SlabSource(Protocol):
-    def slab(self, item: Item) -> Tensor:  # -> [X, Y, Z] float32 raw sigma
+class InputSource(Protocol):
+    """Where a reward's raw inputs come from: ``load(item)`` -> one raw input (sigma: [X, Y, Z])."""
+
+    def load(self, item: Item) -> Tensor:
         ...
 
 
@@ -114,7 +117,7 @@ class GeneratorSlabs:
                 if on_done is not None:
                     on_done(len(chunk))
 
-    def slab(self, item: Item) -> Tensor:
+    def load(self, item: Item) -> Tensor:  # -> [X, Y, Z] float32 raw sigma
         key = item_key(item)
         found = self._load(key)
         if found is None:
@@ -123,27 +126,46 @@ class GeneratorSlabs:
         return found.float()
 
 
-class BankSlabs:
-    """Slabs read from sample banks: the bank whose psi matches the item's, by seed."""
+BANK_ARTEFACT = {"sigma_slab": "slab", "depth_single": "depth", "depth_triple": "depth", "points": "points"}
+"""Bank artefact holding each representation's raw input."""
+
+
+class BankInputs:
+    """Raw inputs read from sample banks, from the bank whose psi matches the item's, by seed.
+
+    sigma_slab -> the slab [X, Y, Z] (checked to be cut as ``extraction`` says); depth_triple -> the
+    three depth maps [3, 1, H, W]; depth_single -> the canonical one [1, 1, H, W]; points -> [P, 3].
+    """
 
     def __init__(self, banks: Iterable, extraction: Extraction):
         from nerfsculpt.reward.scoring import check_bank_matches
 
+        self.representation = extraction.representation
+        self.artefact = BANK_ARTEFACT[self.representation]
         self.by_psi = {}
         for bank in banks:
-            check_bank_matches(extraction, bank.manifest)
+            if self.artefact not in bank.manifest["what"]:
+                raise BundleError(f"{bank.path} has no {self.artefact!r}; add it with 'nerfsculpt sample "
+                                  f"--what {self.artefact} ...'")
+            if self.representation == "sigma_slab":
+                check_bank_matches(extraction, bank.manifest)
             psi = float(bank.manifest["sampling"]["psi"])
             if psi in self.by_psi:
                 raise BundleError(f"two banks at psi {psi} ({self.by_psi[psi].path}, {bank.path}); pass one per psi")
             self.by_psi[psi] = bank
 
-    def slab(self, item: Item) -> Tensor:
+    def load(self, item: Item) -> Tensor:
         bank = self.by_psi.get(float(item.psi))
         if bank is None:
             raise BundleError(f"no bank at psi {item.psi} for item seed {item.seed} (banks at psi "
                               f"{sorted(self.by_psi)}); sample one with "
-                              f"'nerfsculpt sample --psi {item.psi} --what slab'")
-        return bank.load(item.seed, "slab")
+                              f"'nerfsculpt sample --psi {item.psi} --what {self.artefact}'")
+        raw = bank.load(item.seed, self.artefact)
+        if self.representation == "depth_single":
+            names = bank.manifest["extraction"]["depth"]["cameras"]
+            view = names.index("front")
+            raw = raw[view : view + 1]  # (1, 1, H, W): the canonical view
+        return raw
 
 
 def items_of(lists: Iterable[RankedList]) -> list[Item]:
@@ -151,8 +173,8 @@ def items_of(lists: Iterable[RankedList]) -> list[Item]:
     return list(dict.fromkeys(item for ranked in lists for item in ranked.items))
 
 
-def prepare(source: SlabSource, items: Sequence[Item], progress: bool = True) -> None:
-    """Make every item's slab available (computed now for a generator source, checked for a bank)."""
+def prepare(source: InputSource, items: Sequence[Item], progress: bool = True) -> None:
+    """Make every item's input available (computed now for a generator source, read once from banks)."""
     from tqdm import tqdm
 
     with tqdm(total=len(items), disable=not progress, unit="slab", desc="slabs") as bar:
@@ -161,17 +183,17 @@ def prepare(source: SlabSource, items: Sequence[Item], progress: bool = True) ->
             source.compute(items, on_done=bar.update)
         else:
             for item in items:
-                source.slab(item)
+                source.load(item)
                 bar.update(1)
 
 
-def ranking_tensor(lists: Sequence[RankedList], source: SlabSource) -> tuple[Tensor, Tensor, Tensor]:
-    """Slabs of a batch of ranked lists: (slabs [S, X, Y, Z], lengths [B], offsets [B]).
+def ranking_tensor(lists: Sequence[RankedList], source: InputSource) -> tuple[Tensor, Tensor, Tensor]:
+    """Raw inputs of a batch of ranked lists: (inputs [S, ...], lengths [B], offsets [B]).
 
-    Slabs are concatenated list after list (best first); list b owns rows
+    Inputs are concatenated list after list (best first); list b owns rows
     ``offsets[b] : offsets[b] + lengths[b]``.
     """
-    slabs = [source.slab(item) for ranked in lists for item in ranked.items]
+    inputs = [source.load(item) for ranked in lists for item in ranked.items]
     lengths = torch.tensor([len(r.items) for r in lists])
     offsets = torch.cumsum(lengths, 0) - lengths
-    return torch.stack(slabs), lengths, offsets
+    return torch.stack(inputs), lengths, offsets

@@ -42,12 +42,13 @@ def study_generator(store: PreferenceStore, study: str) -> tuple[str, str, dict[
 
 
 def extraction_for(store: PreferenceStore, study: str, slab_resolution: int = REWARD_SLAB.resolution,
-                   eg3d_grid: bool = True) -> Extraction:
+                   eg3d_grid: bool = True, representation: str = "sigma_slab") -> Extraction:
     """The extraction of a study's items: the reference slab at ``slab_resolution`` and the items' latent rules."""
     _, _, sampling = study_generator(store, study)
     slab = dataclasses.replace(REWARD_SLAB, resolution=slab_resolution)
-    return Extraction(slab=dataclasses.asdict(slab), eg3d_grid=eg3d_grid, psi=sampling["psi"], anchor_psi=ANCHOR_PSI,
-                      truncation_cutoff=sampling["cutoff"], noise_mode=sampling["noise_mode"])
+    return Extraction(representation=representation, slab=dataclasses.asdict(slab), eg3d_grid=eg3d_grid,
+                      psi=sampling["psi"], anchor_psi=ANCHOR_PSI, truncation_cutoff=sampling["cutoff"],
+                      noise_mode=sampling["noise_mode"])
 
 
 def splits_from_store(store: PreferenceStore, study: str, mode: str = "best_worst", by: str = "question",
@@ -71,3 +72,47 @@ def data_fingerprint(splits: Splits) -> dict[str, Any]:
         rows = [[r.question_id, r.annotator, [dataclasses.astuple(i) for i in r.items]] for r in lists]
         out[name] = {"lists": len(lists), "sha256": hashlib.sha256(json.dumps(rows).encode()).hexdigest()}
     return out
+
+
+MODELS: dict[str, tuple[str, int]] = {
+    "full": ("sigma_slab", 1), "small": ("sigma_slab", 1), "depth1": ("depth_single", 8),
+    "depth3": ("depth_triple", 8), "pointnet": ("points", 4), "pointnet2": ("points", 2),
+}
+"""``--model`` names: (representation, the paper's batch size). ``full``/``small``: the sigma reward at the
+paper's size or a CPU size; ``depth1``/``depth3``: ResNet-50 on 1 or 3 depth maps; ``pointnet``/``pointnet2``."""
+
+
+def build_model(name: str, resnet_weights: str | None = None, train_backbone: bool = False):
+    """The network of a ``--model`` name; depth models optionally start from a torchvision ``resnet50`` file."""
+    from nerfsculpt.reward.baselines import DepthResNetReward, DepthRewardConfig, PointReward, PointRewardConfig
+    from nerfsculpt.reward.sigma_net import SIGMA_PRESETS, SigmaRewardNet
+
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    if resnet_weights is not None and not name.startswith("depth"):
+        raise ValueError("--resnet-weights only applies to the depth models (depth1, depth3)")
+    if name in SIGMA_PRESETS:
+        return SigmaRewardNet(SIGMA_PRESETS[name])
+    if name.startswith("point"):
+        return PointReward(PointRewardConfig(architecture=name))
+    net = DepthResNetReward(DepthRewardConfig(views=1 if name == "depth1" else 3, frozen=not train_backbone))
+    if resnet_weights is not None:
+        net.backbone.load_torchvision(_read_state(resnet_weights))
+    return net
+
+
+def _read_state(path: str) -> dict:
+    """A state dict from .safetensors, or from a .pt/.pth read with ``torch.load(weights_only=True)``."""
+    import torch
+
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise BundleError(f"cannot read {path} as a tensors-only state dict ({type(error).__name__})") from None
+    if not isinstance(state, dict):
+        raise BundleError(f"{path} does not hold a state dict")
+    return state

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nerfsculpt.geometry.slab import normalise_slab_0_100, slab_to_model_order
 from nerfsculpt.reward.heads import HeadsConfig, RewardHeads, RewardOutputs
 from nerfsculpt.reward.unet3d import ResidualUNetSE3D
 
@@ -73,6 +74,14 @@ class SigmaRewardConfig:
         return cls(**values)
 
 
+def sigma_input(slab_xyz: Tensor) -> Tensor:  # [N, X, Y, Z] raw sigma -> [N, 1, Z, Y, X]
+    """The sigma reward's input: min-max 0-100 per slab, (Z, Y, X) order (reference_method.md §1.3)."""
+    assert slab_xyz.ndim == 4, f"expected raw sigma slabs [N, X, Y, Z], got {tuple(slab_xyz.shape)}"
+    if not bool(torch.isfinite(slab_xyz).all()):
+        raise ValueError("the sigma slab contains NaN or infinite values; check the sigma extraction")
+    return slab_to_model_order(normalise_slab_0_100(slab_xyz.float()))[:, None]  # (N, 1, Z, Y, X)
+
+
 SIGMA_PRESETS: dict[str, SigmaRewardConfig] = {
     "full": SigmaRewardConfig(),
     "small": SigmaRewardConfig(f_maps=(4, 8, 16, 32, 64), num_groups=4, heads=HeadsConfig(
@@ -108,6 +117,9 @@ class SigmaRewardNet(nn.Module):
     @checkpointing.setter
     def checkpointing(self, value: bool) -> None:
         self.unet.checkpointing = bool(value)
+
+    def prepare(self, raw: Tensor) -> Tensor:  # [N, X, Y, Z] raw sigma slabs -> [N, 1, Z, Y, X]
+        return sigma_input(raw)
 
     def global_features(self, u: Tensor) -> Tensor:  # [N, 8, Z, Y, X] -> [N, G]
         f = u[:, -self.config.feature_channels:].amax(dim=1, keepdim=True)  # (N, 1, Z, Y, X)

@@ -36,13 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from nerfsculpt.atomic import write_atomic
 from nerfsculpt.preferences.pairs import RankedList, add_anchors
 from nerfsculpt.preferences.store import Item
-from nerfsculpt.reward.bundle import model_input
-from nerfsculpt.reward.data import SlabSource, ranking_tensor
+from nerfsculpt.reward.data import InputSource, ranking_tensor
 from nerfsculpt.reward.losses import (
     LossWeights,
     bradley_terry_loss,
@@ -54,7 +53,6 @@ from nerfsculpt.reward.losses import (
     strength_loss,
     weights_for,
 )
-from nerfsculpt.reward.sigma_net import SigmaRewardNet
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +142,11 @@ class ListScores:
     recon_loss: Tensor | None
 
 
-def score_lists(net: SigmaRewardNet, slabs: Tensor, lengths: Tensor, offsets: Tensor,
+def score_lists(net: nn.Module, raw: Tensor, lengths: Tensor, offsets: Tensor,
                 reconstruct: bool = False) -> ListScores:
-    """Forward the slabs [S, X, Y, Z] of B lists and arrange the outputs per list."""
-    x = model_input(slabs)  # (S, 1, Z, Y, X)
+    """Forward the raw inputs [S, ...] of B lists (``net.prepare`` makes the network input) and arrange
+    the outputs per list; the reconstruction loss only for networks that reconstruct (sigma)."""
+    x = net.prepare(raw)  # sigma: (S, 1, Z, Y, X)
     out, recon = net.outputs(x, reconstruct=reconstruct)
     k = int(lengths.max())
     columns = torch.arange(k, device=lengths.device)
@@ -205,7 +204,7 @@ def _interval(correct: int, n: int, confidence: float = 0.95) -> list[float] | N
 
 
 @torch.no_grad()
-def evaluate(net: SigmaRewardNet, lists: Sequence[RankedList], source: SlabSource, weights: LossWeights,
+def evaluate(net: nn.Module, lists: Sequence[RankedList], source: InputSource, weights: LossWeights,
              batch: int = 1, progress: bool = False) -> dict[str, Any]:
     """Loss and Table-1 accuracies of ``lists`` (anchored or not), scalar and pair heads, with 95 % CIs."""
     from tqdm import tqdm
@@ -261,7 +260,7 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
 # Training
 
 
-def _save_checkpoint(out_dir: Path, net: SigmaRewardNet, optimizer: torch.optim.Optimizer, state: dict) -> None:
+def _save_checkpoint(out_dir: Path, net: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
     from safetensors.torch import save
 
     directory = out_dir / "checkpoint"
@@ -276,7 +275,7 @@ def _save_checkpoint(out_dir: Path, net: SigmaRewardNet, optimizer: torch.optim.
     write_atomic(directory / "state.json", (json.dumps(state, indent=2) + "\n").encode())
 
 
-def _load_checkpoint(out_dir: Path, net: SigmaRewardNet, optimizer: torch.optim.Optimizer) -> dict | None:
+def _load_checkpoint(out_dir: Path, net: nn.Module, optimizer: torch.optim.Optimizer) -> dict | None:
     from safetensors.torch import load_file
 
     directory = out_dir / "checkpoint"
@@ -304,7 +303,7 @@ def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return order
 
 
-def train(net: SigmaRewardNet, splits: Splits, source: SlabSource, out_dir: str | Path,
+def train(net: nn.Module, splits: Splits, source: InputSource, out_dir: str | Path,
           config: RewardTrainConfig | None = None, progress: bool = True) -> dict[str, Any]:
     """Train ``net`` in place (resuming from ``out_dir/checkpoint``); returns the run summary.
 
@@ -321,7 +320,10 @@ def train(net: SigmaRewardNet, splits: Splits, source: SlabSource, out_dir: str 
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = weights_for(config.objective)
     device = next(net.parameters()).device
-    net.checkpointing = config.checkpointing
+    if config.checkpointing:
+        if not hasattr(net, "checkpointing"):
+            raise ValueError(f"{type(net).__name__} does not support activation checkpointing")
+        net.checkpointing = True
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
     use_autocast = autocast_dtype is not None and device.type == "cuda"
