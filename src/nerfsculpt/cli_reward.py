@@ -11,7 +11,7 @@ import io
 import json
 from typing import Any
 
-from nerfsculpt.cli import UsageError, _HelpFormatter, _resolve_device, _usage, command_group
+from nerfsculpt.cli import UsageError, _HelpFormatter, _init_distributed, _resolve_device, _usage, command_group
 
 
 def cmd_reward_import_reference(args: argparse.Namespace) -> int:
@@ -131,7 +131,7 @@ def cmd_reward_train(args: argparse.Namespace) -> int:
         nerfsculpt synthetic preferences --db prefs.sqlite          # simulated rankings of 'synthetic'
         nerfsculpt reward train --db prefs.sqlite --out runs/reward --model small --slab-resolution 64
         nerfsculpt reward train --db paper.sqlite --generator ffhq512-128.pkl --out runs/paper --device cuda
-        torchrun --nproc_per_node 2 -m nerfsculpt reward train --db paper.sqlite ...   (see docs/reward.md)
+        torchrun --nproc_per_node 2 -m nerfsculpt reward train --db paper.sqlite ...  # K GPUs: batch K x --batch
 
     Answers become ranked lists (best/worst, or --pairs full), split 70/15/15 by question (the
     reference's partition) or by annotator, each list with a high-quality anchor (seeds
@@ -168,6 +168,24 @@ def cmd_reward_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, config) -> int:
+    """Join torchrun's process group if there is one, train, leave the group."""
+    import os
+    from pathlib import Path
+
+    import torch
+
+    out = Path(args.out)
+    world_size, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = _resolve_device(args.device, local_rank, world_size)
+    rank = _init_distributed(device, world_size)
+    try:
+        return _train_ranked(args, config, out, device, rank, world_size)
+    finally:
+        if world_size > 1:
+            torch.distributed.destroy_process_group()
+
+
+def _train_ranked(args: argparse.Namespace, config, out, device, rank: int, world_size: int) -> int:
     from pathlib import Path
 
     import torch
@@ -179,8 +197,6 @@ def _train(args: argparse.Namespace, config) -> int:
     from nerfsculpt.reward.pipeline import MODELS, build_model, data_fingerprint, extraction_for, splits_from_store
     from nerfsculpt.reward.train import evaluate, format_table, train, train_anchor_seed
 
-    out = Path(args.out)
-    device = _resolve_device(args.device, 0, 1)
     store, study = _open_study(args)
     with store:
         extraction = extraction_for(store, study, args.slab_resolution, eg3d_grid=args.slab_grid == "eg3d",
@@ -192,18 +208,24 @@ def _train(args: argparse.Namespace, config) -> int:
     epochs = [splits.lists("train", config.anchors, seed=train_anchor_seed(config, epoch))
               for epoch in range(config.max_epochs)]
     items = items_of([r for part in (*lists.values(), *epochs) for r in part])  # with every anchor drawn
-    print(f"study {study!r}: {len(splits.train)} / {len(splits.val)} / {len(splits.test)} train / val / test lists; "
-          f"{len(items)} slabs", flush=True)
-    prepare(source, items, progress=not args.no_progress)
+    if rank == 0:
+        print(f"study {study!r}: {len(splits.train)} / {len(splits.val)} / {len(splits.test)} train / val / test "
+              f"lists; {len(items)} inputs", flush=True)
+    prepare(source, items[rank::world_size], progress=not args.no_progress and rank == 0)  # each rank a share
+    if world_size > 1:
+        torch.distributed.barrier()  # every share is in the disk cache (or the banks) now
     torch.manual_seed(config.seed)
     net = build_model(args.model, args.resnet_weights, args.train_backbone).to(device)
     summary = train(net, splits, source, out, config, progress=not args.no_progress)
     weights = weights_for(config.objective)
     results = {"test": evaluate(net, lists["test"], source, weights, batch=config.batch),
                "val": evaluate(net, lists["val"], source, weights, batch=config.batch)}
-    training = {"config": summary["config"], "study": study, "db": str(Path(args.db).resolve()),
-                "pairs": args.pairs, "split_by": args.split_by, "split_seed": args.split_seed,
-                "model_preset": args.model, "data": data_fingerprint(splits), "summary": summary}
+    if rank > 0:
+        return 0
+    training = {"config": summary["config"], "study": study, "world_size": world_size,
+                "db": str(Path(args.db).resolve()), "pairs": args.pairs, "split_by": args.split_by,
+                "split_seed": args.split_seed, "model_preset": args.model, "data": data_fingerprint(splits),
+                "summary": summary}
     bundle = save_bundle(out / "bundle", net.cpu(), extraction, training=training, metrics=results, overwrite=True)
     report = json.dumps({"training": training, "metrics": results}, indent=2) + "\n"
     write_atomic(out / "metrics.json", report.encode())

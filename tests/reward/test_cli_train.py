@@ -73,3 +73,22 @@ def test_pointnet_baseline_trains_from_a_bank(prefs, tmp_path, capsys):
     assert main(["reward", "train", "--db", str(prefs), "--out", str(tmp_path / "r2"), "--model", "depth1",
                  "--no-anchors", *CPU]) == 2
     assert "pass --bank" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_train_under_torchrun_with_two_cpu_ranks(prefs, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+               "nerfsculpt", "reward", "train", "--db", str(prefs), "--out", str(out), "--model", "small",
+               "--slab-resolution", "64", "--epochs", "1", "--batch", "2", "--no-anchors", *CPU]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("regular only") == 1  # rank 0 reports
+    bundle = load_bundle(out / "bundle")
+    assert bundle.config["training"]["world_size"] == 2

@@ -20,6 +20,10 @@ table uses the pair head, reference_method.md §3.6). Ties count as wrong. Exact
 
 Runs are resumable: ``OUT/checkpoint`` (weights, Adam moments, loop state) is written every
 ``checkpoint_every`` steps and at the end of each epoch; rerunning with the same ``OUT`` continues.
+
+Under ``torchrun`` (a ``torch.distributed`` group) each step takes ``batch`` lists per rank and the
+gradients are averaged over ranks: K ranks with batch b train as one process with batch K*b.
+Rank 0 writes the files.
 """
 
 from __future__ import annotations
@@ -191,6 +195,49 @@ def objective_terms(scores: ListScores, weights: LossWeights, epoch: int | None,
 
 
 # ------------------------------------------------------------------------------------------------
+# Data parallelism (torchrun): every rank runs the same loop on its share of each step's lists
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed group, or (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_reduce(values: Tensor) -> Tensor:
+    """Sum over ranks (a no-op in a single process)."""
+    import torch.distributed as dist
+
+    if _world()[1] > 1:
+        dist.all_reduce(values)
+    return values
+
+
+def _average_gradients(net: nn.Module) -> None:
+    """Mean of every gradient over ranks (what DistributedDataParallel does, without its hooks: the
+    losses call submodules such as the pair head directly)."""
+    world = _world()[1]
+    if world == 1:
+        return
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    if grads:
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        _all_reduce(flat).div_(world)
+        for g, chunk in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+            g.copy_(chunk.view_as(g))
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if _world()[1] > 1:
+        dist.barrier()
+
+
+# ------------------------------------------------------------------------------------------------
 # Evaluation
 
 
@@ -206,16 +253,22 @@ def _interval(correct: int, n: int, confidence: float = 0.95) -> list[float] | N
 @torch.no_grad()
 def evaluate(net: nn.Module, lists: Sequence[RankedList], source: InputSource, weights: LossWeights,
              batch: int = 1, progress: bool = False) -> dict[str, Any]:
-    """Loss and Table-1 accuracies of ``lists`` (anchored or not), scalar and pair heads, with 95 % CIs."""
+    """Loss and Table-1 accuracies of ``lists`` (anchored or not), scalar and pair heads, with 95 % CIs.
+
+    Under torch.distributed each rank scores its share of the lists and the counts are summed, so
+    every rank gets the same result.
+    """
     from tqdm import tqdm
 
     device = next(net.parameters()).device
+    rank, world = _world()
     was_training = net.training
     net.eval()
     heads = HEADS if weights.pairs else HEADS[:1]  # the pair head is only reported when it was trained
     counts = {f"{subset}/{head}": [0, 0] for subset in SUBSETS for head in heads}
     loss_sum, n_lists, monitor = 0.0, 0, "pairs" if weights.pairs else "scalar"
-    for start in tqdm(range(0, len(lists), batch), disable=not progress, desc="eval", unit="batch"):
+    starts = list(range(0, len(lists), batch))[rank::world]
+    for start in tqdm(starts, disable=not progress or rank > 0, desc="eval", unit="batch"):
         chunk = lists[start : start + batch]
         slabs, lengths, offsets = ranking_tensor(chunk, source)
         scores = score_lists(net, slabs.to(device), lengths.to(device), offsets.to(device))
@@ -237,6 +290,11 @@ def evaluate(net: nn.Module, lists: Sequence[RankedList], source: InputSource, w
                         counts[f"{subset}/{head}"][0] += hits[head]
                         counts[f"{subset}/{head}"][1] += 1
     net.train(was_training)
+    keys = list(counts)
+    totals = _all_reduce(torch.tensor([loss_sum, n_lists, *(v for k in keys for v in counts[k])], dtype=torch.float64,
+                                      device=device if device.type == "cuda" else "cpu")).tolist()
+    loss_sum, n_lists = totals[0], int(totals[1])
+    counts = {k: (int(totals[2 + 2 * i]), int(totals[3 + 2 * i])) for i, k in enumerate(keys)}
     accuracy = {key: {"accuracy": c / n if n else None, "correct": c, "n": n, "ci95": _interval(c, n)}
                 for key, (c, n) in counts.items()}
     return {"loss": loss_sum / max(n_lists, 1), "loss_term": monitor, "lists": n_lists, "accuracy": accuracy}
@@ -316,6 +374,7 @@ def train(net: nn.Module, splits: Splits, source: InputSource, out_dir: str | Pa
     config = config or RewardTrainConfig()
     config.validate()
     splits.check(config.anchors)
+    rank, world = _world()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = weights_for(config.objective)
@@ -339,18 +398,30 @@ def train(net: nn.Module, splits: Splits, source: InputSource, out_dir: str | Pa
     started = time.monotonic() - state["seconds"]
 
     def write_log(record: dict) -> None:
-        with open(log_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if rank == 0:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def checkpoint() -> None:
+        state["seconds"] = time.monotonic() - started
+        if rank == 0:
+            _save_checkpoint(out_dir, net, optimizer, state)
+        _barrier()
 
     net.train()
     while state["epoch"] < config.max_epochs and state["stopped"] is None:
         epoch = state["epoch"]
         lists = splits.lists("train", config.anchors, seed=train_anchor_seed(config, epoch))  # fresh anchors
         order = _epoch_order(len(lists), config.seed, epoch)
-        batches = [order[i : i + config.batch] for i in range(0, len(order), config.batch)]
+        # a step takes world * batch lists, rank r the r-th batch of them (the last partial step is dropped
+        # under torchrun, so every rank takes the same number of steps)
+        step_size = config.batch * world
+        n_steps = len(order) // step_size if world > 1 else math.ceil(len(order) / step_size)
+        batches = [order[i * step_size + rank * config.batch : i * step_size + (rank + 1) * config.batch]
+                   for i in range(n_steps)]
         rng = torch.Generator().manual_seed(config.seed * 7919 + epoch)
         sums: dict[str, float] = {}
-        bar = tqdm(total=len(batches), initial=state["position"], disable=not progress, unit="step",
+        bar = tqdm(total=len(batches), initial=state["position"], disable=not progress or rank > 0, unit="step",
                    desc=f"epoch {epoch + 1}/{config.max_epochs}")
         for position in range(state["position"], len(batches)):
             chunk = [lists[i] for i in batches[position]]
@@ -365,10 +436,12 @@ def train(net: nn.Module, splits: Splits, source: InputSource, out_dir: str | Pa
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(terms["total"]).backward()
+                _average_gradients(net)
                 scaler.step(optimizer)
                 scaler.update()
             else:
                 terms["total"].backward()
+                _average_gradients(net)
                 optimizer.step()
             for key, value in terms.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
@@ -381,16 +454,16 @@ def train(net: nn.Module, splits: Splits, source: InputSource, out_dir: str | Pa
                 write_log(record)
                 bar.set_postfix(loss=f"{record['total']:.4f}")
             if state["step"] % config.checkpoint_every == 0:
-                state["seconds"] = time.monotonic() - started
-                _save_checkpoint(out_dir, net, optimizer, state)
+                checkpoint()
         bar.close()
         val = evaluate(net, val_lists, source, weights, batch=config.batch)
         net.train()
         improved = val["loss"] < state["best_loss"]
         if improved:
             state["best_loss"], state["best_epoch"], state["bad_epochs"] = val["loss"], epoch, 0
-            write_atomic(out_dir / "best.safetensors", save({k: v.detach().cpu().contiguous()
-                                                             for k, v in net.state_dict().items()}))
+            if rank == 0:
+                write_atomic(out_dir / "best.safetensors", save({k: v.detach().cpu().contiguous()
+                                                                 for k, v in net.state_dict().items()}))
         else:
             state["bad_epochs"] += 1
         regular = val["accuracy"]["regular_only/scalar"]["accuracy"]
@@ -404,12 +477,11 @@ def train(net: nn.Module, splits: Splits, source: InputSource, out_dir: str | Pa
         state["epoch"], state["position"] = epoch + 1, 0
         if state["bad_epochs"] >= max(config.patience, 1):
             state["stopped"] = f"early stopping: no better validation loss for {state['bad_epochs']} epochs"
-        state["seconds"] = time.monotonic() - started
-        _save_checkpoint(out_dir, net, optimizer, state)
+        checkpoint()
     if state["stopped"] is None:
         state["stopped"] = f"reached max_epochs {config.max_epochs}"
-        _save_checkpoint(out_dir, net, optimizer, state)
-    net.load_state_dict(load_file(out_dir / "best.safetensors"))
+        checkpoint()
+    net.load_state_dict(load_file(out_dir / "best.safetensors", device=str(device)))
     return {"best_epoch": state["best_epoch"], "best_val_loss": state["best_loss"], "epochs": state["epoch"],
             "steps": state["step"], "stopped": state["stopped"], "history": state["history"],
             "seconds": round(state["seconds"], 1), "config": state["config"]}
