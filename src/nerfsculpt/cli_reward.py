@@ -153,7 +153,7 @@ def cmd_reward_train(args: argparse.Namespace) -> int:
     config = RewardTrainConfig(objective=args.objective, lr=args.lr, weight_decay=args.weight_decay,
                                batch=args.batch, max_epochs=args.epochs, patience=args.patience, seed=args.seed,
                                anchors=not args.no_anchors, checkpointing=args.checkpointing,
-                               precision=args.precision)
+                               precision=args.precision, tensorboard=args.tensorboard)
     try:
         config.validate()
     except ValueError as error:
@@ -338,6 +338,8 @@ def add_reward_commands(subparsers: Any, common: argparse.ArgumentParser) -> Non
     p.add_argument("--checkpointing", action="store_true", help="activation checkpointing (less memory)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="autocast precision on CUDA (CPU always runs fp32)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log to OUT/tensorboard (needs the tensorboard package); OUT/log.jsonl always")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration, do nothing")
     p.set_defaults(handler=cmd_reward_train, command="reward train")
 

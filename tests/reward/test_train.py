@@ -127,3 +127,15 @@ def test_empty_splits_and_bad_configs_are_refused(tmp_path):
     with pytest.raises(ValueError, match="precision"):
         train(net, splits, BlobSlabs(), tmp_path, dataclasses.replace(FAST, precision="fp8"), progress=False)
     assert not (tmp_path / "checkpoint").exists()
+
+
+def test_tensorboard_events_are_written_beside_the_jsonl_log(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(FAST, max_epochs=1, log_every=1, tensorboard=True)
+    train(SigmaRewardNet(TINY_SIGMA), make_splits(8, 4, 4), BlobSlabs(), tmp_path, config, progress=False)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert {"train/total", "train/scalar", "val/val_loss"} <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("train/total")) == len((tmp_path / "log.jsonl").read_text().splitlines()) - 1

@@ -94,6 +94,8 @@ class RewardTrainConfig:
     """Steps between resumable checkpoints (and at every epoch end)."""
     log_every: int = 20
     """Steps between log lines."""
+    tensorboard: bool = False
+    """Also write the log as TensorBoard events to ``OUT/tensorboard`` (needs the ``tensorboard`` package)."""
 
     def validate(self) -> None:
         weights_for(self.objective)
@@ -350,6 +352,15 @@ def _load_checkpoint(out_dir: Path, net: nn.Module, optimizer: torch.optim.Optim
     return state
 
 
+def _tensorboard(out_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ValueError("TensorBoard logging needs the tensorboard package: pip install tensorboard "
+                         "(or nerfsculpt[tensorboard])") from None
+    return SummaryWriter(str(out_dir / "tensorboard"))
+
+
 def train_anchor_seed(config: RewardTrainConfig, epoch: int) -> int:
     """Seed of the anchor draw of the training lists in ``epoch`` (a fresh draw every epoch)."""
     return config.seed * 1000 + epoch
@@ -397,10 +408,18 @@ def train(net: nn.Module, splits: Splits, source: InputSource, out_dir: str | Pa
     val_lists = splits.lists("val", config.anchors, seed=config.seed)
     started = time.monotonic() - state["seconds"]
 
+    board = _tensorboard(out_dir) if config.tensorboard and rank == 0 else None
+
     def write_log(record: dict) -> None:
         if rank == 0:
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+        if board is not None:
+            prefix = "train" if "total" in record else "val"
+            for key, value in record.items():
+                if key not in ("epoch", "step") and isinstance(value, int | float):
+                    board.add_scalar(f"{prefix}/{key}", value, state["step"])
+            board.flush()
 
     def checkpoint() -> None:
         state["seconds"] = time.monotonic() - started
