@@ -1,0 +1,108 @@
+"""Benchmark: peak memory and step time of the full-size sigma reward, plain autograd vs checkpointing.
+
+One training step (forward + backward of one ranked list's worth of slabs, batch 1 as the paper) of
+the 12,686,699-parameter network on
+
+- the reward slab [1, 1, 129, 141, 128] (the paper's input), and
+- the uncropped 256^3 cube [1, 1, 256, 256, 256] (which the paper could not fit in 24 GB),
+
+each with plain autograd and with activation checkpointing (``SigmaRewardNet.checkpointing``).
+Every configuration runs in a fresh subprocess; peak memory is the process's peak resident set
+size on CPU (``ru_maxrss``, so it includes PyTorch itself: the baseline of an idle process is
+printed too) or ``torch.cuda.max_memory_allocated`` on CUDA. Target: checkpointing lowers the
+peak by >= 2x. Usage::
+
+    python benchmarks/reward_memory.py                      # CPU, both inputs
+    python benchmarks/reward_memory.py --device cuda --precision bf16
+    python benchmarks/reward_memory.py --inputs slab        # the slab only (the cube takes minutes on CPU)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+INPUTS = {"slab": (129, 141, 128), "cube": (256, 256, 256)}
+
+
+def _child(shape: tuple[int, int, int], checkpointing: bool, device: str, precision: str, steps: int) -> dict:
+    import resource
+    import time
+
+    import torch
+
+    from nerfsculpt.reward.sigma_net import SigmaRewardNet
+
+    torch.manual_seed(0)
+    net = SigmaRewardNet().to(device)
+    net.checkpointing = checkpointing
+    x = torch.rand(1, 1, *shape, device=device) * 100
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    times = []
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(steps):
+        start = time.perf_counter()
+        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+            reward = net(x)
+        reward.sum().backward()
+        net.zero_grad(set_to_none=True)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    if device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
+    return {"peak_mib": peak, "step_s": min(times)}
+
+
+def _idle() -> dict:
+    import resource
+
+    import torch
+
+    from nerfsculpt.reward.sigma_net import SigmaRewardNet
+
+    SigmaRewardNet()
+    torch.zeros(1)
+    return {"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inputs", default="slab,cube", help="comma list of: slab, cube")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--steps", type=int, default=2, help="steps per configuration (the fastest is reported)")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        spec = json.loads(args.child)
+        result = _idle() if spec["input"] == "idle" else _child(tuple(INPUTS[spec["input"]]), spec["checkpointing"],
+                                                                 args.device, args.precision, args.steps)
+        print(json.dumps(result))
+        return
+
+    def run(name: str, checkpointing: bool = False) -> dict:
+        spec = json.dumps({"input": name, "checkpointing": checkpointing})
+        out = subprocess.run([sys.executable, __file__, "--child", spec, "--device", args.device, "--precision",
+                              args.precision, "--steps", str(args.steps)], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    print(f"sigma reward (12,686,699 parameters), batch 1, {args.device}, {args.precision}")
+    if not args.device.startswith("cuda"):
+        print(f"idle process with the network built: {run('idle')['peak_mib']:.0f} MiB peak RSS")
+    print(f"{'input':<26}{'plain MiB':>11}{'ckpt MiB':>10}{'ratio':>7}{'plain s':>9}{'ckpt s':>8}")
+    for name in args.inputs.split(","):
+        plain, ckpt = run(name), run(name, checkpointing=True)
+        ratio = plain["peak_mib"] / ckpt["peak_mib"]
+        shape = "x".join(map(str, INPUTS[name]))
+        print(f"{name + ' ' + shape:<26}{plain['peak_mib']:>11.0f}{ckpt['peak_mib']:>10.0f}{ratio:>7.2f}"
+              f"{plain['step_s']:>9.2f}{ckpt['step_s']:>8.2f}  target ratio >= 2: {'met' if ratio >= 2 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
