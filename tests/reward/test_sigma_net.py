@@ -61,15 +61,24 @@ def test_checkpointing_gives_the_same_values_and_gradients():
     torch.manual_seed(2)
     net = SigmaRewardNet(TINY)
     x = torch.rand(2, 1, 8, 8, 8) * 100
-    net(x).sum().backward()
-    used = [p for p in net.parameters() if p.grad is not None]  # the scalar path (not the BT/pair heads)
-    grads = [p.grad.clone() for p in used]
-    assert len(used) > 50
-    net.zero_grad()
+
+    def step():
+        out, recon = net.outputs(x, reconstruct=True)
+        (out.reward.sum() + recon.mean()).backward()
+        grads = {name: p.grad.clone() for name, p in net.named_parameters() if p.grad is not None}
+        net.zero_grad(set_to_none=True)
+        return out.reward.detach(), recon.detach(), grads
+
+    reward, recon, grads = step()
+    assert len(grads) > 50 and not net.checkpointing
     net.checkpointing = True
-    net(x).sum().backward()
-    for a, p in zip(grads, used, strict=True):
-        torch.testing.assert_close(a, p.grad)
+    assert net.checkpointing and all(b.checkpointing for b in net.unet.encoders.modules() if hasattr(b, "se_module"))
+    reward_c, recon_c, grads_c = step()
+    torch.testing.assert_close(reward_c, reward)
+    torch.testing.assert_close(recon_c, recon)
+    assert grads_c.keys() == grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads_c[name], grads[name])
 
 
 def test_blocks_pass_gradcheck_in_float64():

@@ -126,15 +126,24 @@ class SigmaRewardNet(nn.Module):
         g = F.adaptive_max_pool3d(f, (self.config.heads.global_features, 1, 1))  # (N, 1, G, 1, 1)
         return g.flatten(1)  # (N, G)
 
-    def outputs(self, x: Tensor, reconstruct: bool = False) -> tuple[RewardOutputs, Tensor | None]:
-        """Embedding, reward and BT strength of slabs x [N, 1, Z, Y, X], and the reconstruction if asked."""
-        _check_input(x)
-        u = self.unet(x)  # (N, 8, Z, Y, X)
-        out = self.heads(self.global_features(u))
+    def _features_and_recon(self, last: Tensor, reconstruct: bool) -> tuple[Tensor, Tensor | None]:
+        u = self.unet.final_conv(last)  # (N, 8, Z, Y, X)
         recon = None
         if reconstruct:
             recon = self.conv3d_for_recon(u[:, : self.config.recon_channels].amax(dim=1, keepdim=True))  # (N,1,Z,Y,X)
-        return out, recon
+        return self.global_features(u), recon
+
+    def outputs(self, x: Tensor, reconstruct: bool = False) -> tuple[RewardOutputs, Tensor | None]:
+        """Embedding, reward and BT strength of slabs x [N, 1, Z, Y, X], and the reconstruction if asked."""
+        _check_input(x)
+        last = self.unet.decode(x)  # (N, 8, Z, Y, X), before the U-Net's final 1x1 conv
+        if self.checkpointing and torch.is_grad_enabled():  # U itself is recomputed, not kept
+            from torch.utils.checkpoint import checkpoint
+
+            g, recon = checkpoint(self._features_and_recon, last, reconstruct, use_reentrant=False)
+        else:
+            g, recon = self._features_and_recon(last, reconstruct)
+        return self.heads(g), recon
 
     def forward(self, x: Tensor) -> Tensor:  # [N, 1, Z, Y, X] -> [N]
         return self.outputs(x)[0].reward

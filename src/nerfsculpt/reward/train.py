@@ -438,12 +438,12 @@ def train(net: nn.Module, splits: Splits, source: InputSource, out_dir: str | Pa
         n_steps = len(order) // step_size if world > 1 else math.ceil(len(order) / step_size)
         batches = [order[i * step_size + rank * config.batch : i * step_size + (rank + 1) * config.batch]
                    for i in range(n_steps)]
-        rng = torch.Generator().manual_seed(config.seed * 7919 + epoch)
         sums: dict[str, float] = {}
         bar = tqdm(total=len(batches), initial=state["position"], disable=not progress or rank > 0, unit="step",
                    desc=f"epoch {epoch + 1}/{config.max_epochs}")
         for position in range(state["position"], len(batches)):
             chunk = [lists[i] for i in batches[position]]
+            rng = torch.Generator().manual_seed((config.seed * 7919 + epoch) * 1_000_003 + position)  # pair orders
             slabs, lengths, offsets = ranking_tensor(chunk, source)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=use_autocast):
                 scores = score_lists(net, slabs.to(device), lengths.to(device), offsets.to(device),
@@ -477,6 +477,8 @@ def train(net: nn.Module, splits: Splits, source: InputSource, out_dir: str | Pa
         bar.close()
         val = evaluate(net, val_lists, source, weights, batch=config.batch)
         net.train()
+        if not math.isfinite(val["loss"]):
+            raise FloatingPointError(f"non-finite validation loss after epoch {epoch}: {val['loss']}")
         improved = val["loss"] < state["best_loss"]
         if improved:
             state["best_loss"], state["best_epoch"], state["bad_epochs"] = val["loss"], epoch, 0

@@ -83,7 +83,12 @@ class ChannelSpatialSE(nn.Module):
 
 
 class ResidualSEBlock(nn.Module):
-    """Residual block with scSE (module docstring); [N, c_in, D, H, W] -> [N, c_out, D, H, W]."""
+    """Residual block with scSE (module docstring); [N, c_in, D, H, W] -> [N, c_out, D, H, W].
+
+    With ``checkpointing = True`` (and gradients on) only the inputs of its three parts (the two
+    normalised convolutions, the gates) are kept for the backward pass; each part's intermediate
+    tensors are recomputed there.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, num_groups: int = 8):
         super().__init__()
@@ -91,11 +96,20 @@ class ResidualSEBlock(nn.Module):
         self.conv2 = NormConv(out_channels, num_groups, relu=True)
         self.conv3 = NormConv(out_channels, num_groups, relu=False)
         self.se_module = ChannelSpatialSE(out_channels)
+        self.checkpointing = False
+
+    def _merge(self, y: Tensor, residual: Tensor) -> Tensor:
+        return F.relu(self.conv3(y) + residual)
 
     def forward(self, x: Tensor) -> Tensor:
         residual = self.conv1(x)
-        out = F.relu(self.conv3(self.conv2(residual)) + residual)
-        return self.se_module(out)
+        if self.checkpointing and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            y = checkpoint(self.conv2, residual, use_reentrant=False)
+            out = checkpoint(self._merge, y, residual, use_reentrant=False)
+            return checkpoint(self.se_module, out, use_reentrant=False)
+        return self.se_module(self._merge(self.conv2(residual), residual))
 
 
 class EncoderLevel(nn.Module):
@@ -150,8 +164,8 @@ class DecoderStage(nn.Module):
 class ResidualUNetSE3D(nn.Module):
     """[N, in_channels, D, H, W] -> [N, out_channels, D, H, W]; any D, H, W >= 2^(levels - 1).
 
-    With ``checkpointing = True`` each level's activations are recomputed in the backward pass
-    instead of kept (``torch.utils.checkpoint``): same results, a fraction of the memory
+    With ``checkpointing = True`` every block keeps only the inputs of its parts and recomputes the
+    rest in the backward pass (``torch.utils.checkpoint``): same results, a fraction of the memory
     (``benchmarks/reward_memory.py``).
     """
 
@@ -168,16 +182,26 @@ class ResidualUNetSE3D(nn.Module):
         self.decoders = nn.ModuleList(
             DecoderStage(reversed_maps[k], reversed_maps[k + 1], num_groups) for k in range(len(f_maps) - 1))
         self.final_conv = nn.Conv3d(f_maps[0], out_channels, 1)
-        self.checkpointing = False
+
+    @property
+    def checkpointing(self) -> bool:
+        return all(block.checkpointing for block in self.modules() if isinstance(block, ResidualSEBlock))
+
+    @checkpointing.setter
+    def checkpointing(self, value: bool) -> None:
+        for block in self.modules():
+            if isinstance(block, ResidualSEBlock):
+                block.checkpointing = bool(value)
 
     def _run(self, module: nn.Module, *args: Tensor) -> Tensor:
+        """A level, checkpointed as a whole when checkpointing (its blocks are checkpointed inside too)."""
         if self.checkpointing and torch.is_grad_enabled():
             from torch.utils.checkpoint import checkpoint
 
             return checkpoint(module, *args, use_reentrant=False)
         return module(*args)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def decode(self, x: Tensor) -> Tensor:  # [N, in, D, H, W] -> [N, f0, D, H, W]: everything before final_conv
         minimum = 2 ** (len(self.f_maps) - 1)
         assert x.ndim == 5 and min(x.shape[2:]) >= minimum, (
             f"expected [N, C, D, H, W] with every spatial size >= {minimum}, got {tuple(x.shape)}")
@@ -187,4 +211,7 @@ class ResidualUNetSE3D(nn.Module):
             skips.append(x)
         for decoder, skip in zip(self.decoders, skips[-2::-1], strict=True):
             x = self._run(decoder, skip, x)
-        return self.final_conv(x)
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.final_conv(self.decode(x))
