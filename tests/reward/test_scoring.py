@@ -59,3 +59,24 @@ def test_cli_imports_a_reference_release(tmp_path, tiny_sigma_net, capsys):
     assert load_bundle(tmp_path / "out").config["source"]["kind"] == "reference-release"
     assert main(["reward", "import-reference", str(release), str(tmp_path / "out")]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_generator_slabs_are_cached_on_disk_and_reused(tmp_path, small_extraction):
+    from nerfsculpt.preferences.store import Item
+    from nerfsculpt.reward.data import GeneratorSlabs, prepare
+
+    G, info = resolve_generator("tiny-random", "cpu")
+    items = [Item("tiny-random", info.fingerprint, seed=s) for s in (0, 1)] + [
+        Item("tiny-random", info.fingerprint, seed=5, psi=0.25, kind="anchor")]
+    source = GeneratorSlabs(G, small_extraction, cache_dir=tmp_path, fingerprint=info.fingerprint)
+    prepare(source, items, progress=False)
+    files = sorted(p.name for p in next(tmp_path.iterdir()).iterdir())
+    assert files == ["identity.json", "s0_psi1_cNone_const.safetensors", "s1_psi1_cNone_const.safetensors",
+                     "s5_psi0.25_cNone_const.safetensors"]
+    assert source.memory == {}  # on disk only: memory stays flat
+    again = GeneratorSlabs(G, small_extraction, cache_dir=tmp_path, fingerprint=info.fingerprint)
+    assert all(again.known(i) for i in items)
+    slab = again.load(items[2])  # read back from disk
+    assert slab.dtype == torch.float32 and slab.shape == (16, 18, 17)
+    fresh = GeneratorSlabs(G, small_extraction).load(items[2])  # computed now, no cache
+    torch.testing.assert_close(slab, fresh)

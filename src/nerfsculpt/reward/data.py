@@ -5,8 +5,9 @@ sigma slab [X, Y, Z] that its generator produces on the bundle's slab (``Extract
 as ``reward.scoring`` samples it. Two sources:
 
 - :class:`GeneratorSlabs`: computed on demand from the generator, kept as float16 (the reference
-  stores its training slabs as float16 too, reference_method.md §1.3) in memory and, with
-  ``cache_dir``, on disk as one safetensors file per item, reused by later runs;
+  stores its training slabs as float16 too, reference_method.md §1.3): with ``cache_dir`` on disk,
+  one safetensors file per item, reused by later runs (``reward train`` always uses one); without,
+  in memory;
 - :class:`BankInputs`: read from sample banks (``nerfsculpt sample --what slab|depth|points``),
   one bank per psi (e.g. the ranked seeds at psi 1 and the anchors at psi 0.25); also the depth
   maps and point clouds of the baselines.
@@ -28,6 +29,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
+from nerfsculpt.atomic import write_atomic
 from nerfsculpt.preferences.pairs import RankedList
 from nerfsculpt.preferences.store import Item
 from nerfsculpt.reward.bundle import BundleError, Extraction
@@ -48,7 +50,8 @@ def item_key(item: Item) -> tuple:
 
 
 class GeneratorSlabs:
-    """Slabs computed from a generator, memoised as float16 (and on disk under ``cache_dir``)."""
+    """Slabs computed from a generator, kept as float16: on disk under ``cache_dir`` (read back when
+    needed, so memory stays flat: a 256^3 slab is 4.7 MB), or in memory without one."""
 
     def __init__(self, G: nn.Module, extraction: Extraction, cache_dir: str | Path | None = None,
                  fingerprint: str | None = None, batch: int = 4):
@@ -66,7 +69,7 @@ class GeneratorSlabs:
             tag = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
             self.cache_dir = Path(cache_dir) / tag
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            (self.cache_dir / "identity.json").write_text(json.dumps(identity, indent=2) + "\n")
+            write_atomic(self.cache_dir / "identity.json", (json.dumps(identity, indent=2) + "\n").encode())
 
     def _file(self, key: tuple) -> Path:
         seed, psi, cutoff, noise = key
@@ -78,12 +81,14 @@ class GeneratorSlabs:
         if self.cache_dir is not None and self._file(key).is_file():
             from safetensors.torch import load_file
 
-            self.memory[key] = load_file(self._file(key))["slab"]
-            return self.memory[key]
+            return load_file(self._file(key))["slab"]
         return None
 
+    def _known(self, key: tuple) -> bool:
+        return key in self.memory or (self.cache_dir is not None and self._file(key).is_file())
+
     def known(self, item: Item) -> bool:
-        return self._load(item_key(item)) is not None
+        return self._known(item_key(item))
 
     def compute(self, items: Sequence[Item], on_done: Callable[[int], object] | None = None) -> None:
         """Compute and store the slabs of ``items`` not yet known (latents batched by psi/cutoff/noise);
@@ -92,7 +97,7 @@ class GeneratorSlabs:
         from nerfsculpt.geometry.sigma import reward_slab
         from nerfsculpt.latents import z_from_seeds
 
-        todo = [key for key in dict.fromkeys(item_key(i) for i in items) if self._load(key) is None]
+        todo = [key for key in dict.fromkeys(item_key(i) for i in items) if not self._known(key)]
         device = self.G.dataset_label_std.device
         groups: dict[tuple, list[int]] = {}
         for seed, psi, cutoff, noise in todo:
@@ -107,11 +112,10 @@ class GeneratorSlabs:
                     slabs = reward_slab(self.G, ws, self.spec, noise_mode=noise, eg3d_grid=self.extraction.eg3d_grid)
                 for seed, slab in zip(chunk, slabs.half().cpu(), strict=True):
                     key = (seed, psi, cutoff, noise)
-                    self.memory[key] = slab
-                    if self.cache_dir is not None:
+                    if self.cache_dir is None:
+                        self.memory[key] = slab
+                    else:
                         from safetensors.torch import save
-
-                        from nerfsculpt.atomic import write_atomic
 
                         write_atomic(self._file(key), save({"slab": slab.contiguous()}))
                 if on_done is not None:
@@ -122,7 +126,7 @@ class GeneratorSlabs:
         found = self._load(key)
         if found is None:
             self.compute([item])
-            found = self.memory[key]
+            found = self._load(key)
         return found.float()
 
 
