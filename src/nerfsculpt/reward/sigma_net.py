@@ -75,11 +75,13 @@ class SigmaRewardConfig:
 
 
 def sigma_input(slab_xyz: Tensor) -> Tensor:  # [N, X, Y, Z] raw sigma -> [N, 1, Z, Y, X]
-    """The sigma reward's input: min-max 0-100 per slab, (Z, Y, X) order (reference_method.md §1.3)."""
+    """The sigma reward's input: min-max 0-100 per slab, (Z, Y, X) order (reference_method.md §1.3),
+    in the default floating dtype (float32 unless changed with ``torch.set_default_dtype``)."""
     assert slab_xyz.ndim == 4, f"expected raw sigma slabs [N, X, Y, Z], got {tuple(slab_xyz.shape)}"
     if not bool(torch.isfinite(slab_xyz).all()):
         raise ValueError("the sigma slab contains NaN or infinite values; check the sigma extraction")
-    return slab_to_model_order(normalise_slab_0_100(slab_xyz.float()))[:, None]  # (N, 1, Z, Y, X)
+    x = slab_xyz.to(torch.get_default_dtype())
+    return slab_to_model_order(normalise_slab_0_100(x))[:, None]  # (N, 1, Z, Y, X)
 
 
 SIGMA_PRESETS: dict[str, SigmaRewardConfig] = {
