@@ -101,8 +101,9 @@ def _open_study(args: argparse.Namespace):
     return store, pick_study(store, args.study)
 
 
-def _slab_source(args: argparse.Namespace, extraction, store, study: str, device, cache_dir):
-    """Banks (--bank, one per psi) or the study's generator (--generator overrides its spec)."""
+def _input_source(args: argparse.Namespace, extraction, store, study: str, device, cache_dir):
+    """Where the reward's raw inputs come from: banks (--bank, one per psi; needed for depth maps and
+    point clouds) or, for sigma slabs, the study's generator (--generator overrides its spec)."""
     from nerfsculpt.reward.bundle import BundleError
     from nerfsculpt.reward.data import BankInputs, GeneratorSlabs
     from nerfsculpt.reward.pipeline import study_generator
@@ -202,7 +203,7 @@ def _train_ranked(args: argparse.Namespace, config, out, device, rank: int, worl
         extraction = extraction_for(store, study, args.slab_resolution, eg3d_grid=args.slab_grid == "eg3d",
                                     representation=MODELS[args.model][0])
         splits = splits_from_store(store, study, mode=args.pairs, by=args.split_by, seed=args.split_seed)
-        source = _slab_source(args, extraction, store, study, device, out / "slab_cache")
+        source = _input_source(args, extraction, store, study, device, out / "slab_cache")
     splits.check(config.anchors)
     lists = {name: splits.lists(name, config.anchors, seed=config.seed) for name in ("train", "val", "test")}
     epochs = [splits.lists("train", config.anchors, seed=train_anchor_seed(config, epoch))
@@ -257,7 +258,7 @@ def cmd_reward_eval(args: argparse.Namespace) -> int:
     store, study = _open_study(args)
     with store:
         splits = splits_from_store(store, study, mode=args.pairs, by=args.split_by, seed=args.split_seed)
-        source = _slab_source(args, bundle.extraction, store, study, device, None)
+        source = _input_source(args, bundle.extraction, store, study, device, None)
     seed = bundle.config.get("training", {}).get("config", {}).get("seed", 42)
     lists = splits.lists(args.split, not args.no_anchors, seed=seed)
     if not lists:
