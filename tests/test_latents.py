@@ -70,3 +70,16 @@ def test_parse_seeds_ranges_and_order():
 def test_parse_seeds_bad_input(text, message):
     with pytest.raises(ValueError, match=message):
         parse_seeds(text)
+
+
+def test_ws_from_seeds_maps_each_seed_at_the_canonical_camera():
+    from nerfsculpt.camera import canonical_camera
+    from nerfsculpt.generator.builtin import resolve_generator
+    from nerfsculpt.latents import ws_from_seeds
+
+    G, _ = resolve_generator("tiny-random")
+    ws = ws_from_seeds(G, [3, 4], psi=0.5, cutoff=2)
+    expected = G.mapping(z_from_seeds([3, 4], G.z_dim), canonical_camera().expand(2, -1), truncation_psi=0.5,
+                         truncation_cutoff=2)
+    torch.testing.assert_close(ws, expected)
+    assert ws.shape == (2, G.num_ws, G.w_dim)

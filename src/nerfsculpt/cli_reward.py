@@ -130,7 +130,8 @@ def cmd_reward_train(args: argparse.Namespace) -> int:
     """Train a sigma reward on a study's rankings; writes OUT/bundle and the Table-1 report.
 
         nerfsculpt synthetic preferences --db prefs.sqlite          # simulated rankings of 'synthetic'
-        nerfsculpt reward train --db prefs.sqlite --out runs/reward --model small --slab-resolution 64
+        nerfsculpt reward train --db prefs.sqlite --out runs/reward --model small --slab-resolution 64 \
+            --lr 1e-3 --batch 4       # CPU-sized; the defaults are the paper's (GPU)
         nerfsculpt reward train --db paper.sqlite --generator ffhq512-128.pkl --out runs/paper --device cuda
         torchrun --nproc_per_node 2 -m nerfsculpt reward train --db paper.sqlite ...  # K GPUs: batch K x --batch
 

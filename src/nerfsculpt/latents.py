@@ -54,6 +54,17 @@ def z_from_seeds(
     return torch.cat([z_from_seed(s, z_dim, device) for s in seeds], dim=0)  # (B, z_dim)
 
 
+def ws_from_seeds(G, seeds: Iterable[int], psi: float = 1.0, cutoff: int | None = None) -> Tensor:
+    """ws [len(seeds), num_ws, w_dim] of ``G`` for seeds, mapped at the canonical camera (how every command
+    samples a seed's geometry), with truncation ``psi`` / ``cutoff``; on G's device."""
+    from nerfsculpt.camera import canonical_camera
+
+    device = G.dataset_label_std.device
+    z = z_from_seeds(seeds, G.z_dim, device)  # (B, z_dim)
+    c = canonical_camera(device=device).expand(len(z), -1)  # (B, 25)
+    return G.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff)
+
+
 def parse_seeds(text: str) -> list[int]:
     """Parse a comma-separated list of seeds and inclusive ranges, in the given order.
 

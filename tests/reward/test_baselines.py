@@ -105,3 +105,30 @@ def test_depth_reward_trains_through_the_shared_loop(tmp_path):
     assert summary["epochs"] == 1
     assert all(torch.equal(a, b) for a, b in zip(frozen, net.backbone.parameters(), strict=True))  # frozen
     assert all(torch.equal(a, b) for a, b in zip(stats, net.backbone.buffers(), strict=True))  # BN stats kept
+
+
+def test_baseline_configs_round_trip_through_json_and_refuse_unknown_fields():
+    import json
+
+    for config in (DepthRewardConfig(views=3, frozen=False), PointRewardConfig(architecture="pointnet2")):
+        assert type(config).from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert DepthRewardConfig.from_dict({"views": 1}).heads.global_features == 2048  # absent heads keep the default
+    with pytest.raises(ValueError, match="unknown point reward config fields"):
+        PointRewardConfig.from_dict({"k": 20})
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_depth_model_starts_from_a_torchvision_weights_file(tmp_path, suffix):
+    from safetensors.torch import save_file
+
+    from nerfsculpt.reward.pipeline import build_model
+
+    torch.manual_seed(3)
+    state = {**ResNet50Features().state_dict(), "fc.weight": torch.zeros(1000, 2048), "fc.bias": torch.zeros(1000)}
+    path = tmp_path / f"resnet50{suffix}"
+    torch.save(state, path) if suffix == ".pth" else save_file(state, str(path))
+    net = build_model("depth3", resnet_weights=str(path))
+    for key, value in net.backbone.state_dict().items():
+        assert torch.equal(value, state[key])
+    with pytest.raises(ValueError, match="only applies to the depth models"):
+        build_model("pointnet", resnet_weights=str(path))

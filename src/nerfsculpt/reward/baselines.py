@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nerfsculpt.reward.heads import HeadsConfig, RewardHeads, RewardOutputs
+from nerfsculpt.reward.heads import HeadsConfig, NetworkConfig, RewardHeads, RewardOutputs
 
 DEPTH_NEAR, DEPTH_FAR = 2.25, 3.3
 """EG3D FFHQ ray bounds used to normalise depth (reference_method.md §2.2)."""
@@ -108,8 +108,10 @@ def prepare_depth(depth: Tensor, size: int = 224) -> Tensor:  # [S, V, 1, H, W] 
 
 
 @dataclass(frozen=True)
-class DepthRewardConfig:
+class DepthRewardConfig(NetworkConfig):
     """Depth-map reward: views per sample, ResNet input size, frozen backbone, heads."""
+
+    what: ClassVar[str] = "depth reward config"
 
     views: int = 1
     """1 (single canonical view) or 3 (yaw +1, 0, -1 rad)."""
@@ -118,15 +120,6 @@ class DepthRewardConfig:
     frozen: bool = True
     """Keep the ResNet-50 fixed (the reference); False fine-tunes it."""
     heads: HeadsConfig = field(default_factory=lambda: HeadsConfig(global_features=2048))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DepthRewardConfig:
-        values = dict(data)
-        values["heads"] = _heads_from_dict(values.get("heads", {}))
-        return cls(**values)
 
 
 class DepthResNetReward(nn.Module):
@@ -187,25 +180,14 @@ def prepare_points(points: Tensor, n_points: int = 2048, augment: bool = False,
 
 
 @dataclass(frozen=True)
-class PointRewardConfig:
+class PointRewardConfig(NetworkConfig):
     """Point-cloud reward: architecture (``pointnet`` | ``pointnet2``), points per cloud, heads."""
+
+    what: ClassVar[str] = "point reward config"
 
     architecture: str = "pointnet"
     n_points: int = 2048
     heads: HeadsConfig = field(default_factory=lambda: HeadsConfig(global_features=1024))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PointRewardConfig:
-        values = dict(data)
-        values["heads"] = _heads_from_dict(values.get("heads", {}))
-        return cls(**values)
-
-
-def _heads_from_dict(data: dict[str, Any]) -> HeadsConfig:
-    return HeadsConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 class PointNetFeatures(nn.Module):

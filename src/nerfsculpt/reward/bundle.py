@@ -133,6 +133,34 @@ class RewardBundle:
         return self.score_slabs(crop_reward_slab(cube_xyz, self.extraction.slab_spec))
 
 
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Tensors of a weights file, never running code from it: ``.safetensors``, or a ``.pt``/``.pth``
+    read with ``torch.load(weights_only=True)`` (a Lightning checkpoint's ``state_dict`` entry is used)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling refused or a corrupt file: say which and why
+        raise BundleError(f"cannot read {path} as a tensors-only checkpoint ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0] if str(error) else ''})") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]  # a Lightning checkpoint
+    if not (isinstance(data, dict) and data and all(isinstance(v, Tensor) for v in data.values())):
+        raise BundleError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
+    return data
+
+
+def load_strictly(model: nn.Module, state: dict[str, Tensor], what: str) -> None:
+    """``model.load_state_dict(state, strict=True)``, a mismatch raised as BundleError starting with ``what``."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise BundleError(f"{what} ({str(error).splitlines()[0]} ...)") from None
+
+
 def save_bundle(out_dir: str | Path, model: nn.Module, extraction: Extraction, training: dict[str, Any] | None = None,
                 metrics: dict[str, Any] | None = None, source: dict[str, Any] | None = None,
                 overwrite: bool = False) -> Path:
@@ -194,10 +222,5 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu",
         model = cls(config_cls.from_dict(config["architecture"]["config"]))
     except (TypeError, ValueError) as error:
         raise BundleError(f"{path}: architecture config does not build a {name} network ({error})") from None
-    state = load_file(weights_path)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise BundleError(f"{path}: the weights do not fit the architecture in {CONFIG_FILE} "
-                          f"({str(error).splitlines()[0]} ...)") from None
+    load_strictly(model, load_file(weights_path), f"{path}: the weights do not fit the architecture in {CONFIG_FILE}")
     return RewardBundle(model=model.to(device).eval(), extraction=extraction, config=config, path=path)

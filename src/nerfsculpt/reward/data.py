@@ -93,12 +93,10 @@ class GeneratorSlabs:
     def compute(self, items: Sequence[Item], on_done: Callable[[int], object] | None = None) -> None:
         """Compute and store the slabs of ``items`` not yet known (latents batched by psi/cutoff/noise);
         ``on_done(n)`` is called after each batch of n slabs."""
-        from nerfsculpt.camera import canonical_camera
         from nerfsculpt.geometry.sigma import reward_slab
-        from nerfsculpt.latents import z_from_seeds
+        from nerfsculpt.latents import ws_from_seeds
 
         todo = [key for key in dict.fromkeys(item_key(i) for i in items) if not self._known(key)]
-        device = self.G.dataset_label_std.device
         groups: dict[tuple, list[int]] = {}
         for seed, psi, cutoff, noise in todo:
             groups.setdefault((psi, cutoff, noise), []).append(seed)
@@ -106,9 +104,7 @@ class GeneratorSlabs:
             for start in range(0, len(seeds), self.batch):
                 chunk = seeds[start : start + self.batch]
                 with torch.no_grad():
-                    z = z_from_seeds(chunk, self.G.z_dim, device)  # (B, z_dim)
-                    c = canonical_camera(device=device).expand(len(chunk), -1)
-                    ws = self.G.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff)
+                    ws = ws_from_seeds(self.G, chunk, psi, cutoff)
                     slabs = reward_slab(self.G, ws, self.spec, noise_mode=noise, eg3d_grid=self.extraction.eg3d_grid)
                 for seed, slab in zip(chunk, slabs.half().cpu(), strict=True):
                     key = (seed, psi, cutoff, noise)

@@ -13,8 +13,10 @@ Attribute and submodule names are the reference's (``MLP.input_layer``, ``MLP.hi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -57,6 +59,32 @@ class HeadsConfig:
     """Size of the embedding f (the paper's 512-d feature)."""
     head_hidden: tuple[int, ...] = (256, 128)
     """Hidden sizes of each head."""
+
+
+class NetworkConfig:
+    """JSON round trip shared by the reward networks' frozen config dataclasses (bundles store them).
+
+    ``from_dict`` refuses unknown fields, turns JSON lists back into tuples and a ``heads`` mapping
+    into a :class:`HeadsConfig`; fields it does not name keep their defaults.
+    """
+
+    what: ClassVar[str] = "network config"
+    """How errors name the config."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown {cls.what} fields {sorted(unknown)}; known: {sorted(known)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        if "heads" in values:
+            values["heads"] = HeadsConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                             for k, v in dict(values["heads"]).items()})
+        return cls(**values)
 
 
 @dataclass

@@ -97,22 +97,8 @@ def build_model(name: str, resnet_weights: str | None = None, train_backbone: bo
         return PointReward(PointRewardConfig(architecture=name))
     net = DepthResNetReward(DepthRewardConfig(views=1 if name == "depth1" else 3, frozen=not train_backbone))
     if resnet_weights is not None:
-        net.backbone.load_torchvision(_read_state(resnet_weights))
+        from nerfsculpt.reward.bundle import read_state_dict
+
+        net.backbone.load_torchvision(read_state_dict(resnet_weights))
     return net
 
-
-def _read_state(path: str) -> dict:
-    """A state dict from .safetensors, or from a .pt/.pth read with ``torch.load(weights_only=True)``."""
-    import torch
-
-    if str(path).endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise BundleError(f"cannot read {path} as a tensors-only state dict ({type(error).__name__})") from None
-    if not isinstance(state, dict):
-        raise BundleError(f"{path} does not hold a state dict")
-    return state

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from nerfsculpt.generator.builtin import generator_fingerprint
-from nerfsculpt.reward.bundle import BundleError, Extraction, save_bundle
+from nerfsculpt.reward.bundle import BundleError, Extraction, load_strictly, read_state_dict, save_bundle
 from nerfsculpt.reward.heads import HeadsConfig
 from nerfsculpt.reward.sigma_net import SigmaRewardConfig, SigmaRewardNet
 
@@ -78,19 +78,6 @@ def reference_state_dict(native: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     """nerfsculpt key names -> the reference's (the inverse of :func:`native_state_dict`)."""
     inverse = tuple((new, old) for old, new in PREFIXES)
     return {_rename(key, inverse): value for key, value in native.items()}
-
-
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling refused or a corrupt file: say which and why
-        raise BundleError(f"cannot read {path} as a tensors-only checkpoint ({type(error).__name__}: "
-                          f"{str(error).splitlines()[0] if str(error) else ''})") from None
-    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        data = data["state_dict"]  # a Lightning checkpoint
-    if not (isinstance(data, dict) and data and all(isinstance(v, torch.Tensor) for v in data.values())):
-        raise BundleError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
-    return data
 
 
 def _find(node: Any, key: str) -> Any:
@@ -178,16 +165,12 @@ def import_reference(directory: str | Path, out_dir: str | Path, overwrite: bool
         raise BundleError(f"{directory} has no {WEIGHTS_NAME}; unzip the released reward "
                           f"(reward-model-7wnzkgie-sfield256.zip) and pass its directory")
     config, config_path = _read_config(directory)
-    state = native_state_dict(_read_weights(weights_path))
+    state = native_state_dict(read_state_dict(weights_path))
     architecture = sigma_config_from_weights(state, num_groups=int(_find(config, "num_groups") or 8))
     _check_run_config(config, architecture, config_path)
     _check_normalisation(config)
     model = SigmaRewardNet(architecture)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise BundleError(f"{weights_path} does not fit the architecture of {config_path.name} "
-                          f"({str(error).splitlines()[0]} ...)") from None
+    load_strictly(model, state, f"{weights_path} does not fit the architecture of {config_path.name}")
     source = {"kind": "reference-release", "weights": str(weights_path), "config": str(config_path),
               "weights_fingerprint": generator_fingerprint(model)}
     return save_bundle(out_dir, model, Extraction(), source=source, overwrite=overwrite)

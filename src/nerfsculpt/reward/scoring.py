@@ -22,8 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from nerfsculpt.camera import canonical_camera
-from nerfsculpt.latents import z_from_seeds
+from nerfsculpt.latents import ws_from_seeds
 from nerfsculpt.reward.bundle import BundleError, Extraction, RewardBundle
 
 
@@ -36,16 +35,13 @@ def score_seeds(bundle: RewardBundle, G: nn.Module, seeds: Sequence[int], psi: f
 
     ext = bundle.extraction
     psi = ext.psi if psi is None else float(psi)
-    device = G.dataset_label_std.device
     spec = dataclasses.replace(ext.slab_spec, cube_length=float(G.rendering_kwargs["box_warp"]))
     seeds = list(seeds)
     rewards = []
     with torch.no_grad(), tqdm(total=len(seeds), disable=not progress, unit="seed", desc="score") as bar:
         for start in range(0, len(seeds), batch):
             chunk = seeds[start : start + batch]
-            z = z_from_seeds(chunk, G.z_dim, device)  # (B, z_dim)
-            c = canonical_camera(device=device).expand(len(chunk), -1)  # (B, 25)
-            ws = G.mapping(z, c, truncation_psi=psi, truncation_cutoff=ext.truncation_cutoff)
+            ws = ws_from_seeds(G, chunk, psi, ext.truncation_cutoff)
             slab = reward_slab(G, ws, spec, noise_mode=ext.noise_mode, eg3d_grid=ext.eg3d_grid)  # (B, X, Y, Z)
             rewards.append(bundle.score_slabs(slab))
             bar.update(len(chunk))

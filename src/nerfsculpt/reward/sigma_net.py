@@ -26,22 +26,23 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nerfsculpt.geometry.slab import normalise_slab_0_100, slab_to_model_order
-from nerfsculpt.reward.heads import HeadsConfig, RewardHeads, RewardOutputs
+from nerfsculpt.reward.heads import HeadsConfig, NetworkConfig, RewardHeads, RewardOutputs
 from nerfsculpt.reward.unet3d import ResidualUNetSE3D
 
 
 @dataclass(frozen=True)
-class SigmaRewardConfig:
+class SigmaRewardConfig(NetworkConfig):
     """Architecture of the sigma reward (defaults = the reference's ``sfield_256``, 12,686,699 parameters)."""
+
+    what: ClassVar[str] = "sigma reward config"
 
     f_maps: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
     """U-Net channels per level (6 levels: 5 poolings, so every input side must be >= 32)."""
@@ -55,23 +56,6 @@ class SigmaRewardConfig:
     """The first this-many channels of U make the reconstruction (max over them)."""
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     """Embedding MLP and heads; ``heads.global_features`` is the adaptive max-pool's output size along Z."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SigmaRewardConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown sigma reward config fields {sorted(unknown)}; known: {sorted(known)}")
-        values = dict(data)
-        if "heads" in values:
-            heads = dict(values["heads"])
-            values["heads"] = HeadsConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in heads.items()})
-        if "f_maps" in values:
-            values["f_maps"] = tuple(values["f_maps"])
-        return cls(**values)
 
 
 def sigma_input(slab_xyz: Tensor) -> Tensor:  # [N, X, Y, Z] raw sigma -> [N, 1, Z, Y, X]

@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nerfsculpt.camera import canonical_camera
-from nerfsculpt.latents import z_from_seeds
+from nerfsculpt.latents import ws_from_seeds
 from nerfsculpt.preferences.schedule import design_questions
 from nerfsculpt.preferences.store import Item, PreferenceStore
 from nerfsculpt.synthetic.annotators import AnnotatorPanel
@@ -38,15 +37,12 @@ def oracle_scores(G, seeds: Sequence[int], oracle: GeometryOracle, psi: float = 
     """Per-defect oracle scores [5] of each seed's sigma, ``z = RandomState(seed).randn``, canonical camera."""
     from tqdm import tqdm
 
-    device = G.dataset_label_std.device
     seeds = list(seeds)
     out: dict[int, np.ndarray] = {}
     with torch.no_grad(), tqdm(total=len(seeds), disable=not progress, unit="seed", desc="oracle") as bar:
         for start in range(0, len(seeds), batch):
             chunk = seeds[start : start + batch]
-            z = z_from_seeds(chunk, G.z_dim, device)
-            c = canonical_camera(device=device).expand(len(chunk), -1)
-            ws = G.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff)
+            ws = ws_from_seeds(G, chunk, psi, cutoff)
             scores = score_generator(G, ws, oracle, noise_mode=noise_mode).scores.numpy()  # (B, 5)
             out.update(zip(chunk, scores, strict=True))
             bar.update(len(chunk))
