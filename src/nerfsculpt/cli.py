@@ -441,7 +441,7 @@ def _add_synthetic_dataset(subparsers: Any, common: argparse.ArgumentParser) -> 
 def cmd_synthetic_fit(args: argparse.Namespace) -> int:
     """Fit the built-in synthetic generator to the procedural heads (regression, resumable).
 
-        nerfsculpt synthetic fit --out runs/synthetic-fit --minutes 50
+        nerfsculpt synthetic fit --out runs/synthetic-fit --minutes 57
         nerfsculpt synthetic fit --out /tmp/smoke --steps 3 --batch 2 --image-every 2 --minutes 0 --no-progress
 
     Rerunning with the same --out resumes from its last checkpoint. The result is written to
@@ -453,6 +453,8 @@ def cmd_synthetic_fit(args: argparse.Namespace) -> int:
     minutes = None if args.minutes == 0 else args.minutes
     config = FitConfig(steps=args.steps, minutes=minutes, batch=args.batch, lr=args.lr,
                        image_every=args.image_every, image_batch=args.image_batch, seed=args.seed,
+                       defect_weight=args.defect_weight, colour_weight=args.colour_weight,
+                       colour_shell=args.colour_shell,
                        checkpoint_every=args.checkpoint_every, log_every=args.log_every)
     try:
         config.validate()
@@ -482,6 +484,11 @@ def _add_synthetic_fit(subparsers: Any, common: argparse.ArgumentParser) -> None
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (cosine decay over the budget)")
     p.add_argument("--image-every", type=int, default=d.image_every, help="image losses every N steps, 0 = never")
     p.add_argument("--image-batch", type=int, default=d.image_batch, help="latents per image step")
+    p.add_argument("--defect-weight", type=float, default=d.defect_weight,
+                   help="extra sigma-loss weight where a defect changes the target (up to 1 + this), 0 = plain mean")
+    p.add_argument("--colour-weight", type=float, default=d.colour_weight, help="weight of the colour loss")
+    p.add_argument("--colour-shell", type=float, default=d.colour_shell,
+                   help="colour loss also at every point this close (world units) to the target surface, 0 = surface points only")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     p.add_argument("--log-every", type=int, default=d.log_every, help="steps between log lines")
     p.add_argument("--seed", type=int, default=d.seed, help="initial weights and every step's draws")

@@ -1,5 +1,6 @@
 """Smoke and learning tests of the synthetic generator's fitting loop (a few steps, not the full fit)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -12,12 +13,13 @@ from nerfsculpt.synthetic.fit import (
     FitConfig,
     add_sigma_gain,
     baked,
+    defect_weights,
     fit,
     set_w_avg,
     training_points,
 )
 from nerfsculpt.synthetic.generator import synthetic_generator_config
-from nerfsculpt.synthetic.heads import head_colour, head_sigma, sample_head_params
+from nerfsculpt.synthetic.heads import DEFECTS, HOLE_CENTRE, head_colour, head_sigma, sample_head_params
 
 SMALL = dict(batch=2, uniform_points=256, defect_points=64, surface_points=256, candidate_points=2048, image_every=2,
              image_batch=1, log_every=1, checkpoint_every=2, minutes=None)
@@ -27,9 +29,9 @@ def test_training_points_concentrate_on_the_surface_and_the_defects():
     params = sample_head_params(2, torch.Generator().manual_seed(0))
     cfg = FitConfig(uniform_points=100, defect_points=64, surface_points=200, candidate_points=4000)
     points, sigma, colour = training_points(params, cfg, torch.Generator().manual_seed(1))
-    assert points.shape == (2, 564, 3) and sigma.shape == (2, 564) and colour.shape == (2, 400, 3)
+    assert points.shape == (2, 564, 3) and sigma.shape == (2, 564) and colour.shape == (2, 564, 3)
     torch.testing.assert_close(sigma, head_sigma(points, params))
-    torch.testing.assert_close(colour, head_colour(points[:, 164:], params))
+    torch.testing.assert_close(colour, head_colour(points, params))
     # surface points straddle the sigma = 0 band far more than uniform points do
     assert sigma[:, 164:].abs().median() < 0.3 * sigma[:, :100].abs().median()
     assert points.abs().max() <= 0.5
@@ -40,6 +42,33 @@ def test_training_points_concentrate_on_the_surface_and_the_defects():
     assert in_a_box.all()
     low, high = FACE_BOX  # up to the ~6 mm jitter of the second sampling stage
     assert ((face >= torch.tensor(low) - 0.04) & (face <= torch.tensor(high) + 0.04)).all()
+
+
+def test_defect_weights_favour_where_defects_are_or_could_be():
+    params = sample_head_params(2, torch.Generator().manual_seed(0), defect_free=True)
+    params = params.with_defects(torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0], [0.0] * len(DEFECTS)]))  # a crater in head 0
+    in_crater = torch.tensor([HOLE_CENTRE[0], HOLE_CENTRE[1], 0.15])  # inside the clean forehead, empty with the crater
+    far = torch.tensor([0.0, 0.0, -0.45])  # empty space behind the head: no defect reaches it
+    points = torch.stack([in_crater, far]).expand(2, -1, -1).contiguous()
+    sigma = head_sigma(points, params)
+    assert sigma[0, 0] < 0 < sigma[1, 0]  # the crater removes the forehead there
+    weights = defect_weights(points, params, sigma, 10.0)
+    assert weights.mean().item() == pytest.approx(1.0)
+    assert weights[0, 1] == weights[1, 1] == weights.min()  # untouched points all weigh the same
+    # the crater weighs 11 times the untouched points in the head that has it, and in the head that does not
+    assert weights[0, 0] / weights[0, 1] == pytest.approx(11.0)
+    assert weights[1, 0] / weights[1, 1] == pytest.approx(11.0)
+    torch.testing.assert_close(defect_weights(points, params, sigma, 0.0), torch.ones(2, 2))
+
+
+def test_colour_loss_covers_the_surface_points_and_the_shell():
+    from nerfsculpt.synthetic.fit import _colour_points
+
+    cfg = FitConfig(uniform_points=3, defect_points=1, surface_points=1, candidate_points=2)
+    sigma = torch.tensor([[-200.0, -150.0, 199.9, 120.0, -200.0, 5.0]])  # U U U D S S
+    assert _colour_points(sigma, cfg).tolist() == [[False, False, False, False, True, True]]
+    shell = _colour_points(sigma, dataclasses.replace(cfg, colour_shell=0.05))  # |sigma| < 200 tanh(5 / 3) = 186.3
+    assert shell.tolist() == [[False, True, False, True, True, True]]
 
 
 def test_fit_runs_checkpoints_and_resumes(tmp_path):
@@ -81,6 +110,10 @@ def test_fit_config_rejects_bad_values():
         FitConfig(batch=0).validate()
     with pytest.raises(ValueError, match="candidate_points"):
         FitConfig(surface_points=10, candidate_points=15).validate()
+    with pytest.raises(ValueError, match="colour_shell"):
+        FitConfig(colour_shell=-0.1).validate()
+    with pytest.raises(ValueError, match="defect_weight"):
+        FitConfig(defect_weight=-1.0).validate()
 
 
 def test_sigma_gain_changes_learning_speed_not_the_function():

@@ -2,7 +2,7 @@
 
 Usage (the shipped weights came from the first command; its log is ``docs/synthetic_fit.log``)::
 
-    nerfsculpt synthetic fit --out runs/synthetic-fit --minutes 50
+    nerfsculpt synthetic fit --out runs/synthetic-fit --minutes 57
     nerfsculpt synthetic fit --out /tmp/smoke --steps 3 --batch 2 --image-every 2     # smoke test
 
 The generator is EG3D's architecture at a small size (``synthetic.generator``: 64^2 tri-planes,
@@ -17,9 +17,10 @@ every command samples the generator), so w depends on z alone. Losses of one ste
   to the target surface, over the whole head and again over the face; and uniform points filling
   the places where defects appear (``DEFECT_BOXES``: floaters, crater, creased cheeks, nose), so
   that the small defect volumes weigh in the loss whether a latent has them or not. Smooth L1 on
-  sigma / ``SIGMA_UNIT``, so EG3D's raw sigma scale (about +-200) is learned directly;
-- colour at the near-surface points: cross-entropy between the decoder's first three colour logits
-  and the albedo (``point_losses``);
+  sigma / ``SIGMA_UNIT``, so EG3D's raw sigma scale (about +-200) is learned directly, weighted up
+  where a defect changes the target or could (``defect_weights``);
+- colour at the near-surface points (and optionally in a shell around the surface): cross-entropy
+  between the decoder's first three colour logits and the albedo (``point_losses``);
 - the decoder's sigma row is reparametrised with a gain during the fit (``add_sigma_gain``) so that
   sigma reaches EG3D's scale without saturating the colours; saved weights are always plain EG3D;
 - every ``image_every`` steps, images at FFHQ-like poses: L1 between G's raw (NRR) and
@@ -54,7 +55,18 @@ from nerfsculpt.generator.rendering import sample_from_planes
 from nerfsculpt.generator.triplane import TriPlaneGenerator
 from nerfsculpt.synthetic.dataset import sample_ffhq_like_poses
 from nerfsculpt.synthetic.generator import synthetic_generator_config
-from nerfsculpt.synthetic.heads import N_COLOUR, N_IDENTITY, Z_DIM_MIN, HeadParams, head_field, head_params_from_z
+from nerfsculpt.synthetic.heads import (
+    DEFECTS,
+    N_COLOUR,
+    N_IDENTITY,
+    SIGMA_SCALE,
+    SIGMA_WIDTH,
+    Z_DIM_MIN,
+    HeadParams,
+    head_field,
+    head_params_from_z,
+    head_sigma,
+)
 from nerfsculpt.synthetic.render import render_field
 
 log = logging.getLogger(__name__)
@@ -68,7 +80,7 @@ class FitConfig:
 
     steps: int = 20000
     """Upper bound on optimisation steps (the time budget usually ends the run first)."""
-    minutes: float | None = 50.0
+    minutes: float | None = 57.0
     """Wall-clock budget; the run stops (and saves) when it is used up. None = no limit."""
     batch: int = 8
     """Latents per step for the sigma/colour losses."""
@@ -85,8 +97,18 @@ class FitConfig:
     whole box, and as many again over the face (``FACE_BOX``)."""
     candidate_points: int = 4096
     """Uniform candidates per latent and region in the first stage of surface sampling (``training_points``)."""
-    colour_weight: float = 1.0
-    """Weight of the colour loss."""
+    colour_weight: float = 10.0
+    """Weight of the colour loss. The decoder's hidden layer is shared with sigma; a weak colour loss leaves
+    the colours carrying sigma's fine detail as noise."""
+    colour_shell: float = 0.05
+    """The colour loss covers every point (of all four sets) within this distance (world units) of the target
+    surface; 0 = only the surface points. Rendering reads the colour a little inside the surface too."""
+    defect_weight: float = 10.0
+    """Extra weight of the sigma loss where a defect changes the target: a point weighs
+    ``1 + defect_weight * min(1, d / 100)``, d the largest change of its target sigma that the latent's own
+    defects, or all defects at severity 1, make to the clean head (``defect_weights``). Unweighted, the fit
+    learns the head and leaves the small defects at a fraction of their size (forehead craters at ~13 %). Weighting where defects *could* be (severity 1), not only where they are, penalises drawing a defect
+    the latent does not have as much as missing one it has. 0 = plain mean."""
     sigma_gain: float = 25.0
     """The decoder's sigma output learns this many times faster than its colours (``add_sigma_gain``)."""
     initial_sigma: float = -100.0
@@ -119,6 +141,10 @@ class FitConfig:
             raise ValueError("candidate_points must be >= 2 * surface_points")
         if self.minutes is not None and self.minutes <= 0:
             raise ValueError(f"minutes must be > 0 or None, got {self.minutes}")
+        if not self.colour_shell >= 0:
+            raise ValueError(f"colour_shell must be >= 0, got {self.colour_shell}")
+        if not self.defect_weight >= 0:
+            raise ValueError(f"defect_weight must be >= 0, got {self.defect_weight}")
         if not self.defect_latent_scale > 0:
             raise ValueError(f"defect_latent_scale must be > 0, got {self.defect_latent_scale}")
         if not 0 <= self.ema_beta < 1:
@@ -174,7 +200,7 @@ def _surface_band(params: HeadParams, n_keep: int, n_candidates: int, low: tuple
 
 
 def training_points(params: HeadParams, config: FitConfig, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-    """Points [N, P, 3], target sigma [N, P] and colour [N, 2S, 3] of the 2S surface points.
+    """Points [N, P, 3], target sigma [N, P] and albedo [N, P, 3].
 
     P = U + D + 2S, in this order: U = ``uniform_points`` uniform in the box [-0.5, 0.5]^3;
     D = ``defect_points`` uniform in ``DEFECT_BOXES`` (each box its share); S = ``surface_points``
@@ -192,7 +218,7 @@ def training_points(params: HeadParams, config: FitConfig, generator: torch.Gene
         face = _surface_band(params, config.surface_points, config.candidate_points, *FACE_BOX, generator)
         points = torch.cat([uniform, defect, surface, face], 1)  # (N, U + D + 2S, 3)
         sigma, colour = head_field(points, params)
-    return points, sigma, colour[:, config.uniform_points + config.defect_points :]
+    return points, sigma, colour
 
 
 def _closest(points: Tensor, sigma: Tensor, k: int) -> Tensor:  # [N, M, 3], [N, M] -> [N, k, 3]
@@ -201,8 +227,24 @@ def _closest(points: Tensor, sigma: Tensor, k: int) -> Tensor:  # [N, M, 3], [N,
     return torch.gather(points, 1, order[..., None].expand(-1, -1, 3))
 
 
+@torch.no_grad()
+def defect_weights(points: Tensor, params: HeadParams, sigma: Tensor, defect_weight: float) -> Tensor:
+    """Per-point weights [N, M] of the sigma loss, mean 1 (``FitConfig.defect_weight``).
+
+    ``sigma`` [N, M] is the target at ``points`` [N, M, 3]. A point's weight grows with how much the
+    latent's defects, or all defects at severity 1, move the target away from the same head without defects.
+    """
+    if defect_weight == 0:
+        return torch.ones_like(sigma)
+    clean = head_sigma(points, params.with_defects(torch.zeros(len(DEFECTS))))
+    worst = head_sigma(points, params.with_defects(torch.ones(len(DEFECTS))))
+    change = torch.maximum((sigma - clean).abs(), (worst - clean).abs())
+    weights = 1 + defect_weight * (change / 100).clamp(max=1)
+    return weights / weights.mean()
+
+
 def point_losses(G: TriPlaneGenerator, z: Tensor, config: FitConfig, generator: torch.Generator) -> dict[str, Tensor]:
-    """Sigma (smooth L1 in units of ``SIGMA_UNIT``) and surface colour losses for latents z [N, z_dim].
+    """Sigma (weighted smooth L1 in units of ``SIGMA_UNIT``) and surface colour losses for latents z [N, z_dim].
 
     The colour loss is a binary cross-entropy on the decoder's colour logits (EG3D's colour is
     ``sigmoid(logit) * 1.002 - 0.001``): unlike an L1 on the sigmoid it keeps a gradient when the
@@ -217,13 +259,25 @@ def point_losses(G: TriPlaneGenerator, z: Tensor, config: FitConfig, generator: 
     n, m, f = features.shape
     raw = G.decoder.net(features.reshape(n * m, f)).reshape(n, m, -1)  # (N, P, 1 + C): OSGDecoder before activation
     sigma = raw[..., 0]  # (N, P)
-    logits = raw[:, config.uniform_points + config.defect_points :, 1:4]  # (N, 2S, 3)
     target = ((colour_t + 0.001) / 1.002).clamp(1e-4, 1 - 1e-4)  # EG3D's widened sigmoid, inverted
-    entropy = F.binary_cross_entropy(target, target)
+    colour = (F.binary_cross_entropy_with_logits(raw[..., 1:4], target, reduction="none")
+              - F.binary_cross_entropy(target, target, reduction="none")).mean(-1)  # (N, P)
+    shell = _colour_points(sigma_t, config)
+    per_point = F.smooth_l1_loss(sigma / SIGMA_UNIT, sigma_t / SIGMA_UNIT, reduction="none")
     return {
-        "sigma": F.smooth_l1_loss(sigma / SIGMA_UNIT, sigma_t / SIGMA_UNIT),
-        "colour": F.binary_cross_entropy_with_logits(logits, target) - entropy,
+        "sigma": (per_point * defect_weights(points, params, sigma_t, config.defect_weight)).mean(),
+        "colour": colour[shell].mean(),
     }
+
+
+def _colour_points(sigma_t: Tensor, config: FitConfig) -> Tensor:
+    """Mask [N, P] of the points under the colour loss: the surface points, and every point within
+    ``colour_shell`` of the target surface (sigma = 200 tanh(-sdf / 0.03), so |sdf| < d is |sigma| < 200 tanh(d / 0.03))."""
+    mask = torch.zeros_like(sigma_t, dtype=torch.bool)
+    mask[:, config.uniform_points + config.defect_points :] = True
+    if config.colour_shell > 0:
+        mask |= sigma_t.abs() < SIGMA_SCALE * math.tanh(config.colour_shell / SIGMA_WIDTH)
+    return mask
 
 
 def _canonical(z: Tensor) -> Tensor:
