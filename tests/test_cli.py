@@ -240,7 +240,7 @@ def test_synthetic_fit_dry_run_and_bad_input(capsys, tmp_path):
     out = tmp_path / "run"
     code, text, _ = run(capsys, "synthetic", "fit", "--out", str(out), "--dry-run", "--batch", "4")
     plan = json.loads(text)
-    assert code == 0 and plan["fit_config"]["batch"] == 4 and plan["fit_config"]["minutes"] == 50.0
+    assert code == 0 and plan["fit_config"]["batch"] == 4 and plan["fit_config"]["minutes"] == 57.0
     assert not out.exists()
     code, _, err = run(capsys, "synthetic", "fit", "--out", str(out), "--batch", "0")
     assert code == 2 and "batch" in err and not out.exists()

@@ -488,7 +488,8 @@ def _add_synthetic_fit(subparsers: Any, common: argparse.ArgumentParser) -> None
                    help="extra sigma-loss weight where a defect changes the target (up to 1 + this), 0 = plain mean")
     p.add_argument("--colour-weight", type=float, default=d.colour_weight, help="weight of the colour loss")
     p.add_argument("--colour-shell", type=float, default=d.colour_shell,
-                   help="colour loss also at every point this close (world units) to the target surface, 0 = surface points only")
+                   help="colour loss also at every point this close (world units) to the target surface, "
+                        "0 = surface points only")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     p.add_argument("--log-every", type=int, default=d.log_every, help="steps between log lines")
     p.add_argument("--seed", type=int, default=d.seed, help="initial weights and every step's draws")

@@ -64,7 +64,7 @@ def test_defect_weights_favour_where_defects_are_or_could_be():
 def test_colour_loss_covers_the_surface_points_and_the_shell():
     from nerfsculpt.synthetic.fit import _colour_points
 
-    cfg = FitConfig(uniform_points=3, defect_points=1, surface_points=1, candidate_points=2)
+    cfg = FitConfig(uniform_points=3, defect_points=1, surface_points=1, candidate_points=2, colour_shell=0.0)
     sigma = torch.tensor([[-200.0, -150.0, 199.9, 120.0, -200.0, 5.0]])  # U U U D S S
     assert _colour_points(sigma, cfg).tolist() == [[False, False, False, False, True, True]]
     shell = _colour_points(sigma, dataclasses.replace(cfg, colour_shell=0.05))  # |sigma| < 200 tanh(5 / 3) = 186.3

@@ -107,7 +107,8 @@ class FitConfig:
     """Extra weight of the sigma loss where a defect changes the target: a point weighs
     ``1 + defect_weight * min(1, d / 100)``, d the largest change of its target sigma that the latent's own
     defects, or all defects at severity 1, make to the clean head (``defect_weights``). Unweighted, the fit
-    learns the head and leaves the small defects at a fraction of their size (forehead craters at ~13 %). Weighting where defects *could* be (severity 1), not only where they are, penalises drawing a defect
+    learns the head and leaves the small defects at a fraction of their size (forehead craters at ~13 %).
+    Weighting where defects *could* be (severity 1), not only where they are, penalises drawing a defect
     the latent does not have as much as missing one it has. 0 = plain mean."""
     sigma_gain: float = 25.0
     """The decoder's sigma output learns this many times faster than its colours (``add_sigma_gain``)."""
@@ -272,7 +273,8 @@ def point_losses(G: TriPlaneGenerator, z: Tensor, config: FitConfig, generator: 
 
 def _colour_points(sigma_t: Tensor, config: FitConfig) -> Tensor:
     """Mask [N, P] of the points under the colour loss: the surface points, and every point within
-    ``colour_shell`` of the target surface (sigma = 200 tanh(-sdf / 0.03), so |sdf| < d is |sigma| < 200 tanh(d / 0.03))."""
+    ``colour_shell`` of the target surface. sigma = 200 tanh(-sdf / 0.03), so |sdf| < d is
+    |sigma| < 200 tanh(d / 0.03)."""
     mask = torch.zeros_like(sigma_t, dtype=torch.bool)
     mask[:, config.uniform_points + config.defect_points :] = True
     if config.colour_shell > 0:
