@@ -19,8 +19,9 @@ every command samples the generator), so w depends on z alone. Losses of one ste
   that the small defect volumes weigh in the loss whether a latent has them or not. Smooth L1 on
   sigma / ``SIGMA_UNIT``, so EG3D's raw sigma scale (about +-200) is learned directly, weighted up
   where a defect changes the target or could (``defect_weights``);
-- colour at the near-surface points (and optionally in a shell around the surface): cross-entropy
-  between the decoder's first three colour logits and the albedo (``point_losses``);
+- colour at the near-surface points and in a shell around the surface (``colour_shell``): cross-entropy
+  between the decoder's first three colour logits and the albedo (``point_losses``), weighted
+  strongly enough (``colour_weight``) that the shared decoder keeps sigma's detail out of the colours;
 - the decoder's sigma row is reparametrised with a gain during the fit (``add_sigma_gain``) so that
   sigma reaches EG3D's scale without saturating the colours; saved weights are always plain EG3D;
 - every ``image_every`` steps, images at FFHQ-like poses: L1 between G's raw (NRR) and
@@ -245,7 +246,7 @@ def defect_weights(points: Tensor, params: HeadParams, sigma: Tensor, defect_wei
 
 
 def point_losses(G: TriPlaneGenerator, z: Tensor, config: FitConfig, generator: torch.Generator) -> dict[str, Tensor]:
-    """Sigma (weighted smooth L1 in units of ``SIGMA_UNIT``) and surface colour losses for latents z [N, z_dim].
+    """Sigma (weighted smooth L1 in units of ``SIGMA_UNIT``) and colour losses for latents z [N, z_dim].
 
     The colour loss is a binary cross-entropy on the decoder's colour logits (EG3D's colour is
     ``sigmoid(logit) * 1.002 - 0.001``): unlike an L1 on the sigmoid it keeps a gradient when the
