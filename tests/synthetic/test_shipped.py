@@ -46,6 +46,10 @@ def test_sigma_is_finite_on_eg3d_scale_with_a_head_inside_the_box(synthetic):
     # the oracle's border and mesh extraction's border clearing remove (docs/synthetic.md)
     back = cube[:, :, :, 0]
     assert torch.all((back >= 10).sum(dim=(1, 2)) <= 10) and back.amax() < 50, back.amax()
+    from nerfsculpt.geometry.mesh import extract_mesh
+
+    for sigma in cube:  # EG3D's border clearing leaves only the head (the back of the skull is at z > -0.25)
+        assert extract_mesh(sigma, level=10.0, border="eg3d").vertices[:, 2].min() > -0.3
 
 
 def test_truncation_to_the_mean_gives_a_clean_head(synthetic):
