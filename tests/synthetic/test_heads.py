@@ -206,8 +206,8 @@ def test_zero_severity_is_continuous_and_exact(grid):
 
 
 REGIONS = {  # world boxes that must hold every voxel whose occupancy (sigma >= 10) a defect flips
-    "bumps": lambda x, y, z: (x.abs() > 0.01) & (y > -0.15) & (y < 0.06) & (z > 0.05),
-    "nose": lambda x, y, z: (x.abs() < 0.04) & (y > -0.08) & (y < 0.06) & (z > 0.2),
+    "bumps": lambda x, y, z: (x.abs() > 0.01) & (y > -0.2) & (y < 0.03) & (z > 0.05),
+    "nose": lambda x, y, z: (x.abs() < 0.13) & (y > -0.13) & (y < 0.11) & (z > 0.1),
     "holes": lambda x, y, z: (x.abs() < 0.08) & (y > 0.06) & (y < 0.22) & (z > 0.08),
     "floaters": lambda x, y, z: (z > 0.28) & (x.abs() < 0.14) & (y > -0.18) & (y < 0.17),
     "asymmetry": lambda x, y, z: x > 0.02,

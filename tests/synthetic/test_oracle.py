@@ -120,20 +120,26 @@ def test_hole_volume_of_a_tunnel(oracle, xyz):
 
 
 def test_bumps_on_a_ball(oracle, xyz):
-    """Ripples a sin(2 pi y / 0.04) on the cheeks of a ball. At 96^3 the fit window is 7 samples
-    (0.06 / voxel, rounded to odd), whose quadratic fit is the 7-point Savitzky-Golay smoother
-    (-2, 3, 6, 7, 6, 3, -2) / 21 (Savitzky & Golay 1964, table I): it keeps H(w) of a ripple of
-    frequency w rad/sample, so the RMS residual is (1 - H(w)) a / sqrt(2) divided by the cosine of
-    the surface tilt (depth is measured along z)."""
+    """Ripples a sin(2 pi y / 0.1) on the cheeks of a ball. At 96^3 the fit along y covers 13 samples
+    (0.12 / voxel, rounded to odd), whose quadratic fit is the 13-point Savitzky-Golay smoother
+    (-11, 0, 9, 16, 21, 24, 25, 24, 21, 16, 9, 0, -11) / 143 (Savitzky & Golay 1964, table I): it keeps
+    H(w) of a ripple of frequency w rad/sample, so the residual is (1 - H(w)) a sin(2 pi y / 0.1) divided by
+    the cosine of the surface tilt (depth is measured along z); its RMS is taken over the boxes' rows."""
     amplitude = 0.003
     x, y, z = xyz.unbind(-1)
-    distance = (xyz.norm(dim=-1) - 0.22) + amplitude * torch.sin(2 * math.pi * y / 0.04)
+    distance = (xyz.norm(dim=-1) - 0.22) + amplitude * torch.sin(2 * math.pi * y / 0.1)
     raw = oracle(200 * torch.tanh(-distance / 0.03)).raw[0]
-    w = 2 * math.pi * (1 / (R - 1)) / 0.04
-    kept = (7 + 12 * math.cos(w) + 6 * math.cos(2 * w) - 4 * math.cos(3 * w)) / 21
-    tilt = math.sqrt(1 - (0.085**2 + 0.05**2) / 0.22**2)  # normal's z at the centre of the cheek boxes
-    assert float(raw[0]) == pytest.approx((1 - kept) * amplitude / math.sqrt(2) / tilt, rel=0.15)
-    assert float(oracle(_ball(xyz, (0.0, 0.0, 0.0), 0.22)).raw[0, 0]) < 0.05 * float(raw[0])
+    w = 2 * math.pi * (1 / (R - 1)) / 0.1
+    coefficients = (24, 21, 16, 9, 0, -11)
+    kept = (25 + 2 * sum(c * math.cos((k + 1) * w) for k, c in enumerate(coefficients))) / 143
+    assert 0.2 < kept < 0.8, "a ripple the window partly follows"
+    tilt = math.sqrt(1 - (0.085**2 + 0.08**2) / 0.22**2)  # normal's z at the centre of the cheek boxes
+    rows = torch.linspace(-0.5, 0.5, R)
+    rows = rows[(rows >= oracle.config.cheek_y[0]) & (rows <= oracle.config.cheek_y[1])]
+    rms = float(torch.sin(2 * math.pi * rows / 0.1).pow(2).mean().sqrt())
+    assert float(raw[0]) == pytest.approx((1 - kept) * amplitude * rms / tilt, rel=0.15)
+    smooth = float(oracle(_ball(xyz, (0.0, 0.0, 0.0), 0.22)).raw[0, 0])  # a sphere is not quite quadratic over 0.12
+    assert smooth < 0.1 * float(raw[0]) and smooth < 0.01 * oracle.config.scales[0]
 
 
 # ------------------------------------------------------------------------------------------------

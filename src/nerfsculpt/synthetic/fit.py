@@ -172,8 +172,8 @@ DEFECT_BOXES: tuple[tuple[tuple[float, float, float], tuple[float, float, float]
     ((-0.145, -0.04, 0.27), (-0.025, 0.08, 0.39), 0.125),
     ((0.005, -0.185, 0.305), (0.115, -0.075, 0.415), 0.125),
     ((-0.1, 0.04, 0.1), (0.1, 0.24, 0.3), 0.125),  # forehead crater
-    ((0.02, -0.15, 0.1), (0.16, 0.05, 0.28), 0.125),  # creased cheeks, both sides
-    ((-0.16, -0.15, 0.1), (-0.02, 0.05, 0.28), 0.125),
+    ((0.02, -0.18, 0.1), (0.16, 0.02, 0.28), 0.125),  # creased cheeks, both sides
+    ((-0.16, -0.18, 0.1), (-0.02, 0.02, 0.28), 0.125),
     ((-0.04, -0.08, 0.18), (0.04, 0.07, 0.33), 0.25),  # nose
 )
 """(low corner, high corner, share of ``defect_points``) of the boxes where defects appear."""

@@ -18,9 +18,11 @@ normalisation apply unchanged.
 Defects (severity 0 leaves sigma bitwise unchanged and sigma is continuous as a severity goes to 0;
 magnitudes grow with severity; ``docs/synthetic.md`` has the exact formulas):
 
-- ``bumps``: sinusoidal creases on both cheeks, amplitude ``0.025 * s`` (mirror-symmetric);
-- ``nose``: the nose ridge sags (a saddle nose): a kink 45% of the way from the tip to the
-  root is pushed in by ``0.05 * s``, so the profile turns concave;
+- ``bumps``: horizontal creases across both cheeks, a groove ``0.04 * s`` deep at the centre of a
+  Gaussian patch and ridges above and below it (wavelength 0.085; mirror-symmetric);
+- ``nose``: a saddle nose: the ridge's kink, 45% of the way from the tip to the root, is pushed in
+  by ``0.07 * s`` and the face around it sinks by up to ``0.035 * s`` (a broad dish), so the profile
+  turns concave;
 - ``holes``: a deep crater punched into the forehead, radius ``0.07 * sqrt(s)`` (area ∝ s);
 - ``floaters``: three density blobs in front of the face, clear of it by >= 0.05, volume ∝ s;
 - ``asymmetry``: the subject's left half of the face (x > 0.02) inflated by ``0.04 * s``.
@@ -214,20 +216,28 @@ FLOATER_CENTRES: tuple[tuple[float, float, float], ...] = ((0.075, 0.11, 0.34), 
 """Where the floater blobs sit (world), in front of forehead, cheek and mouth, clear of the nose."""
 FLOATER_RADII: tuple[float, ...] = (0.045, 0.04, 0.035)
 """Blob radii at severity 1 (scaled by cbrt(severity): volume proportional to severity)."""
-BUMP_CENTRE: tuple[float, float] = (0.085, -0.05)
-"""(|x|, y) of the centre of the creased cheek patches."""
+BUMP_CENTRE: tuple[float, float] = (0.085, -0.08)
+"""(|x|, y) of the centre of the creased cheek patches (y scaled with the face length)."""
+BUMP_PATCH: tuple[float, float] = (0.035, 0.03)
+"""Standard deviations (across, vertically) of the Gaussian patch that carries the creases."""
+BUMP_WAVELENGTH = 0.085
+"""Vertical wavelength of the cheek creases (5.4 texels of the synthetic generator's 64^2 tri-planes)."""
 HOLE_CENTRE: tuple[float, float] = (0.0, 0.14)
 """(x, y) of the axis of the forehead crater."""
 HOLE_RADIUS = 0.07
 """Radius of the forehead crater at ``holes`` severity 1 (times sqrt(severity): area proportional to it)."""
-BUMP_AMPLITUDE = 0.025
+BUMP_AMPLITUDE = 0.04
 """Depth of the cheek creases at ``bumps`` severity 1."""
 ASYMMETRY = 0.04
 """How far the face's x > 0 half is inflated at ``asymmetry`` severity 1."""
 NOSE_KINK = 0.45
 """Where the nose ridge sags with the ``nose`` defect: this fraction of the way from tip to root."""
-NOSE_SAG = 0.05
+NOSE_SAG = 0.07
 """How far (world z) the ridge's kink is pushed in at ``nose`` severity 1."""
+NOSE_DISH = 0.035
+"""How far the bridge of the nose around the kink sinks (a broad dish) at ``nose`` severity 1."""
+NOSE_DISH_SIZE: tuple[float, float] = (0.035, 0.03)
+"""Standard deviations (x, y) of the Gaussian dish centred on the kink."""
 NOSE_RADIUS = 0.022
 """Radius of the nose ridge capsules (times 1 + 0.2 nose_width)."""
 
@@ -270,11 +280,23 @@ def _nose_tip(nose_len: Tensor, fy: Tensor) -> Point:
     return 0.0, -0.04 * fy, 0.285 + 0.012 * nose_len
 
 
-def _face_features(sdf: Tensor, x: Tensor, y: Tensor, z: Tensor, u: list[Tensor], nose_sag: Tensor) -> Tensor:
+def _nose_root(bridge: Tensor) -> Point:
+    """Start point (x, y, z) of the nose ridge segment, at the root between the eyes."""
+    return 0.0, 0.045, 0.215 + 0.008 * bridge
+
+
+def _nose_kink_y(fy: Tensor) -> Tensor:
+    """y of the ridge's kink, ``NOSE_KINK`` of the way from the tip to the root."""
+    tip_y, root_y = _nose_tip(torch.zeros_like(fy), fy)[1], _nose_root(torch.zeros_like(fy))[1]
+    return tip_y + NOSE_KINK * (root_y - tip_y)
+
+
+def _face_features(sdf: Tensor, x: Tensor, y: Tensor, z: Tensor, u: list[Tensor], saddle: Tensor) -> Tensor:
     """Cheeks, chin, brow ridge, eyes, nose and lips, smooth-unioned onto ``sdf``.
 
     The nose ridge is two capsules root -> kink -> tip; the kink, ``NOSE_KINK`` of the way up
-    from the tip, is pushed in by ``nose_sag`` (0 = a straight ridge).
+    from the tip, is pushed in by ``NOSE_SAG * saddle`` and the face under it sinks by up to
+    ``NOSE_DISH * saddle`` (``saddle`` = the ``nose`` severity; 0 = a straight ridge).
     """
     (_, _, _, face_len, nose_len, nose_w, bridge, brow, chin, _, cheeks, mouth_w, lips, _) = u
     ax = x.abs()  # paired features are built on |x|: exactly mirror-symmetric
@@ -292,10 +314,13 @@ def _face_features(sdf: Tensor, x: Tensor, y: Tensor, z: Tensor, u: list[Tensor]
     eyeball = _length(ax - 0.05, y - 0.03, z - 0.183) - 0.021
     sdf = _smooth_union(sdf, eyeball, 0.004)
 
+    # the saddle's dish, on the face only (on the ridge too it would cut the tip off)
+    dish = torch.exp(-0.5 * (x / NOSE_DISH_SIZE[0]) ** 2 - 0.5 * ((y - _nose_kink_y(fy)) / NOSE_DISH_SIZE[1]) ** 2)
+    sdf = sdf + NOSE_DISH * saddle * dish * _sigmoid((z - 0.17) / 0.02)
     width = 1 + 0.2 * nose_w
-    root, tip = (0.0, 0.045, 0.215 + 0.008 * bridge), _nose_tip(nose_len, fy)
+    root, tip = _nose_root(bridge), _nose_tip(nose_len, fy)
     kink = tuple(t + NOSE_KINK * (r - t) for r, t in zip(root, tip, strict=True))
-    kink = (kink[0], kink[1], kink[2] - nose_sag)
+    kink = (kink[0], kink[1], kink[2] - NOSE_SAG * saddle)
     # the ridge is 0.044 wide (3 texels of the synthetic generator's 64^2 tri-planes, which cannot hold a thinner one)
     nose = torch.minimum(_capsule(x, y, z, root, kink, NOSE_RADIUS * width),
                          _capsule(x, y, z, kink, tip, NOSE_RADIUS * width))
@@ -316,12 +341,12 @@ def _local_defects(sdf: Tensor, x: Tensor, y: Tensor, z: Tensor, u: list[Tensor]
     bumps, holes, floaters, asymmetry = s[0], s[2], s[3], s[4]
     fy = 1 + 0.06 * u[3]
     ax = x.abs()
-    # bumps: creases on both cheeks, wavelength 0.1 vertically and 0.12 across, on a Gaussian patch
-    # (standard deviation 0.028 across, 0.04 vertically)
-    patch = _gauss(((ax - BUMP_CENTRE[0]) / 0.7) ** 2 + (y - BUMP_CENTRE[1] * fy) ** 2, 0.04)
+    # bumps: horizontal creases across both cheeks, wavelength BUMP_WAVELENGTH vertically, on a Gaussian
+    # patch (standard deviations BUMP_PATCH), a groove at the patch centre
+    cx, cy = BUMP_CENTRE[0], BUMP_CENTRE[1] * fy
+    patch = torch.exp(-0.5 * ((ax - cx) / BUMP_PATCH[0]) ** 2 - 0.5 * ((y - cy) / BUMP_PATCH[1]) ** 2)
     patch = patch * _sigmoid((z - 0.1) / 0.02)
-    pattern = torch.sin(2 * torch.pi * y / 0.1) * torch.cos(2 * torch.pi * (ax - BUMP_CENTRE[0]) / 0.12)
-    sdf = sdf + BUMP_AMPLITUDE * bumps * patch * pattern
+    sdf = sdf + BUMP_AMPLITUDE * bumps * patch * torch.cos(2 * torch.pi * (y - cy) / BUMP_WAVELENGTH)
     # holes: an ellipsoidal crater in the forehead down to z = 0.1, radius HOLE_RADIUS sqrt(s) (area proportional
     # to s). Its sdf is divided by sqrt(s) so that sigma around a vanishing crater tends to the clean
     # head's (a bare distance field would keep pulling the interior's sigma down as s -> 0).
@@ -373,7 +398,7 @@ def head_sdf(points: Tensor, params: HeadParams) -> Tensor:
     face = (ax < 0.26) & (y > -0.36) & (y < 0.28) & (z > -0.02)
 
     def face_and_defects(sdf: Tensor, x: Tensor, y: Tensor, z: Tensor, columns: list[Tensor]) -> Tensor:
-        sdf = _face_features(sdf, x, y, z, columns[:N_IDENTITY], NOSE_SAG * columns[N_IDENTITY + 1])
+        sdf = _face_features(sdf, x, y, z, columns[:N_IDENTITY], columns[N_IDENTITY + 1])
         return _local_defects(sdf, x, y, z, columns[:N_IDENTITY], columns[N_IDENTITY:])
 
     inside = _on_subset(face, sdf, x, y, z, u + s, face_and_defects)
@@ -391,6 +416,12 @@ def head_sigma(points: Tensor, params: HeadParams) -> Tensor:
 
 # ------------------------------------------------------------------------------------------------
 # Colour
+
+
+EYE_IRIS = 0.014
+"""Radius of the painted iris (the eyeball's is 0.021)."""
+EYE_SCLERA = 0.021
+"""Vertical radius of the painted white of the eye (1.3 times wider than tall)."""
 
 
 def _mix(base: Tensor, colour: Tensor, weight: Tensor) -> Tensor:
@@ -422,16 +453,17 @@ def head_colour(points: Tensor, params: HeadParams) -> Tensor:
     hairline = 0.17 - 0.35 * torch.relu(0.12 - z) - 0.2 * torch.relu(ax - 0.12)
     out = _mix(out, hair.expand_as(out), _sigmoid((y - hairline) / 0.008))
     brow_colour = torch.lerp(skin, hair, 0.65 + 0.3 * dark)  # (N, 1, 3)
-    brows = _gauss(((ax - 0.05) / 0.032) ** 2 + ((y - 0.07) / 0.009) ** 2, 1.0) * _sigmoid((z - 0.15) / 0.01)
-    out = _mix(out, brow_colour.expand_as(out), (1.6 * brows).clamp(0, 1))
-    iris = torch.lerp(rgb(0.35, 0.45, 0.55), rgb(0.12, 0.08, 0.05), 0.5 + 0.5 * dark)  # (N, 1, 3)
-    eye = _sigmoid((0.011 - _length(ax - 0.05, y - 0.03)) / 0.002) * _sigmoid((z - 0.19) / 0.004)
-    sclera = _sigmoid((0.021 - _length(ax - 0.05, y - 0.03)) / 0.002) * _sigmoid((z - 0.185) / 0.004)
-    out = _mix(out, rgb(0.92, 0.9, 0.86).expand_as(out), sclera)
+    brows = _gauss(((ax - 0.05) / 0.034) ** 2 + ((y - 0.07) / 0.012) ** 2, 1.0) * _sigmoid((z - 0.15) / 0.01)
+    out = _mix(out, brow_colour.expand_as(out), (1.8 * brows).clamp(0, 1))
+    # eyes: painted wider than the eyeballs, to show at the synthetic generator's 32 px neural rendering
+    iris = torch.lerp(rgb(0.25, 0.33, 0.42), rgb(0.08, 0.05, 0.03), 0.5 + 0.5 * dark)  # (N, 1, 3)
+    eye = _sigmoid((EYE_IRIS - _length(ax - 0.05, y - 0.03)) / 0.002) * _sigmoid((z - 0.185) / 0.004)
+    sclera = _sigmoid((EYE_SCLERA - _length((ax - 0.05) / 1.3, y - 0.03)) / 0.002) * _sigmoid((z - 0.175) / 0.004)
+    out = _mix(out, rgb(0.95, 0.93, 0.9).expand_as(out), sclera)
     out = _mix(out, iris.expand_as(out), eye)
-    lip = torch.lerp(skin, rgb(0.7, 0.25, 0.28), 0.45 + 0.25 * lip_red)  # (N, 1, 3)
-    mouth = _gauss((x / 0.032) ** 2 + ((y + 0.112 * fy) / 0.02) ** 2, 1.0) * _sigmoid((z - 0.2) / 0.01)
-    out = _mix(out, lip.expand_as(out), (1.5 * mouth).clamp(0, 1))
+    lip = torch.lerp(skin, rgb(0.68, 0.16, 0.2), 0.6 + 0.25 * lip_red)  # (N, 1, 3)
+    mouth = _gauss((x / 0.04) ** 2 + ((y + 0.11 * fy) / 0.022) ** 2, 1.0) * _sigmoid((z - 0.2) / 0.01)
+    out = _mix(out, lip.expand_as(out), (2.0 * mouth).clamp(0, 1))
     return out.clamp(0, 1)
 
 

@@ -15,11 +15,11 @@ severity 1 scores about 1 (``OracleConfig.scales``); higher = worse, 0 = clean:
    from the front (+z), linearly interpolated between samples.
 3. Scores:
 
-   - ``bumps``: RMS residual of ``depth`` after a local quadratic fit (a 2-D Savitzky-Golay
-     filter of width ``roughness_window``) over the two cheek boxes (``cheek_x`` mirrored,
-     ``cheek_y``) where the fitted surface faces the camera (slope ``|grad depth| <= max_slope``).
-     A smooth surface leaves almost nothing; creases and bumps of wavelength up to about the
-     window are measured (a fraction of them at wavelengths near the window, see the docs).
+   - ``bumps``: RMS residual of ``depth`` after a local quadratic fit along each vertical profile
+     (a Savitzky-Golay filter over ``roughness_window`` in y) over the two cheek boxes (``cheek_x``
+     mirrored, ``cheek_y``) where the fitted surface faces the camera (slope ``|grad depth| <=
+     max_slope``). A smooth cheek leaves almost nothing; creases across the cheek of wavelength up to
+     about the window are measured (a fraction of them at wavelengths near the window, see the docs).
    - ``nose``: the midline profile ``depth[x = 0, y]`` from the nose tip (its maximum in
      ``nose_tip_y``) up to ``nose_span`` above it should be concave, a cap (rounded tip, straight
      ridge); the score is the largest depth of the profile below its upper concave hull, i.e. below
@@ -81,12 +81,13 @@ class OracleConfig:
     """Sigma within this distance of the cube's faces counts as empty space: tri-plane features fade at the
     box faces and leave sheets of density there (EG3D clears a border before marching cubes for the same
     reason). The procedural heads stay 0.055 clear of the faces."""
-    cheek_x: Range = (0.065, 0.105)
+    cheek_x: Range = (0.06, 0.11)
     """|x| range of the two cheek boxes (bumps)."""
-    cheek_y: Range = (-0.09, -0.01)
+    cheek_y: Range = (-0.11, -0.05)
     """y range of the cheek boxes (bumps)."""
-    roughness_window: float = 0.06
-    """Width of the local quadratic fit (bumps); features narrower than this count as roughness."""
+    roughness_window: float = 0.12
+    """Length (world y) of the local quadratic fit along vertical profiles (bumps); creases across the
+    cheek with a wavelength shorter than about this count as roughness."""
     max_slope: float = 1.0
     """Bumps are measured where the fitted surface faces the camera: its slope |grad depth| <= this
     (normals within 45 degrees of +z)."""
@@ -112,7 +113,7 @@ class OracleConfig:
     """Sigma is clamped to [-c, c] before mirroring (asymmetry)."""
     asymmetry_margin: float = 0.02
     """The head component is dilated by this distance before comparing with its mirror."""
-    scales: tuple[float, ...] = (6.1e-3, 3.0e-2, 9.1e-5, 7.4e-4, 9.4e-3)
+    scales: tuple[float, ...] = (2.35e-2, 4.6e-2, 9.1e-5, 7.4e-4, 9.4e-3)
     """Divisors of the raw measures (world units, in DEFECTS order): a procedural defect of severity 1
     scores about 1."""
     weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
@@ -208,14 +209,15 @@ class GeometryOracle:
     def _roughness(self, depth: Tensor, axis: Tensor, voxel: float) -> float:
         cfg = self.config
         half = max(1, round(cfg.roughness_window / (2 * voxel)))
-        kernels = _quadratic_fit_kernels(half)  # (3, 2h+1, 2h+1): value, d/dx, d/dy at the centre
+        weights = _quadratic_fit_weights(half)  # (2h+1,) value at the centre of a 1-D quadratic fit
         valid = torch.isfinite(depth)
         filled = torch.where(valid, depth, torch.zeros_like(depth))
-        fit = F.conv2d(filled[None, None], kernels[:, None], padding=half)[0]  # (3, X, Y)
-        smooth, slope = fit[0], fit[1:].norm(dim=0) / voxel  # (X, Y) each
-        complete = F.conv2d(valid.double()[None, None], torch.ones_like(kernels[:1, None]), padding=half)[0, 0]
+        smooth = F.conv1d(filled[:, None], weights[None, None], padding=half)[:, 0]  # (X, Y): fit along y
+        complete = F.conv1d(valid.double()[:, None], torch.ones(1, 1, 2 * half + 1, dtype=torch.float64),
+                            padding=half)[:, 0] > 2 * half + 0.5
+        gx, gy = torch.gradient(smooth, spacing=voxel)  # (X, Y) each
         in_box = _box(axis.abs(), cfg.cheek_x)[:, None] & _box(axis, cfg.cheek_y)[None, :]  # (X, Y)
-        use = in_box & (complete > kernels[0].numel() - 0.5) & (slope <= cfg.max_slope)
+        use = in_box & complete & ((gx * gx + gy * gy).sqrt() <= cfg.max_slope)
         if not bool(use.any()):
             return 0.0
         return float(((depth - smooth)[use] ** 2).mean().sqrt())
@@ -300,14 +302,12 @@ def _hull_deficit(profile: Tensor) -> float:  # [m] -> depth below the profile's
     return float(torch.where(ordered, chord - profile[k], torch.zeros_like(chord)).max().clamp_min(0))
 
 
-def _quadratic_fit_kernels(half: int) -> Tensor:  # [3, 2h+1, 2h+1] float64
-    """Correlation weights giving the value and the two slopes (per pixel) at the centre of the
-    least-squares quadratic fit over a square window (a 2-D Savitzky-Golay filter)."""
-    offsets = torch.arange(-half, half + 1, dtype=torch.float64)
-    u, v = torch.meshgrid(offsets, offsets, indexing="ij")
-    u, v = u.reshape(-1), v.reshape(-1)
-    design = torch.stack([torch.ones_like(u), u, v, u * u, u * v, v * v], dim=1)  # (w^2, 6)
-    return torch.linalg.pinv(design)[:3].reshape(3, 2 * half + 1, 2 * half + 1)
+def _quadratic_fit_weights(half: int) -> Tensor:  # [2h+1] float64
+    """Weights giving the value at the centre of the least-squares quadratic fit over 2h+1 samples
+    (the Savitzky-Golay smoothing filter)."""
+    u = torch.arange(-half, half + 1, dtype=torch.float64)
+    design = torch.stack([torch.ones_like(u), u, u * u], dim=1)  # (2h+1, 3)
+    return torch.linalg.pinv(design)[0]
 
 
 # ------------------------------------------------------------------------------------------------
