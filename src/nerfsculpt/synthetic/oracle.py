@@ -19,7 +19,8 @@ severity 1 scores about 1 (``OracleConfig.scales``); higher = worse, 0 = clean:
      (a Savitzky-Golay filter over ``roughness_window`` in y) over the two cheek boxes (``cheek_x``
      mirrored, ``cheek_y``) where the fitted surface faces the camera (slope ``|grad depth| <=
      max_slope``). A smooth cheek leaves almost nothing; creases across the cheek of wavelength up to
-     about the window are measured (a fraction of them at wavelengths near the window, see the docs).
+     about the window are measured (a fraction of them at wavelengths near the window, see the docs);
+     creases running vertically are not.
    - ``nose``: the midline profile ``depth[x = 0, y]`` from the nose tip (its maximum in
      ``nose_tip_y``) up to ``nose_span`` above it should be concave, a cap (rounded tip, straight
      ridge); the score is the largest depth of the profile below its upper concave hull, i.e. below
