@@ -280,17 +280,6 @@ def _nose_tip(nose_len: Tensor, fy: Tensor) -> Point:
     return 0.0, -0.04 * fy, 0.285 + 0.012 * nose_len
 
 
-def _nose_root(bridge: Tensor) -> Point:
-    """Start point (x, y, z) of the nose ridge segment, at the root between the eyes."""
-    return 0.0, 0.045, 0.215 + 0.008 * bridge
-
-
-def _nose_kink_y(fy: Tensor) -> Tensor:
-    """y of the ridge's kink, ``NOSE_KINK`` of the way from the tip to the root."""
-    tip_y, root_y = _nose_tip(torch.zeros_like(fy), fy)[1], _nose_root(torch.zeros_like(fy))[1]
-    return tip_y + NOSE_KINK * (root_y - tip_y)
-
-
 def _face_features(sdf: Tensor, x: Tensor, y: Tensor, z: Tensor, u: list[Tensor], saddle: Tensor) -> Tensor:
     """Cheeks, chin, brow ridge, eyes, nose and lips, smooth-unioned onto ``sdf``.
 
@@ -314,13 +303,13 @@ def _face_features(sdf: Tensor, x: Tensor, y: Tensor, z: Tensor, u: list[Tensor]
     eyeball = _length(ax - 0.05, y - 0.03, z - 0.183) - 0.021
     sdf = _smooth_union(sdf, eyeball, 0.004)
 
-    # the saddle's dish, on the face only (on the ridge too it would cut the tip off)
-    dish = torch.exp(-0.5 * (x / NOSE_DISH_SIZE[0]) ** 2 - 0.5 * ((y - _nose_kink_y(fy)) / NOSE_DISH_SIZE[1]) ** 2)
-    sdf = sdf + NOSE_DISH * saddle * dish * _sigmoid((z - 0.17) / 0.02)
-    width = 1 + 0.2 * nose_w
-    root, tip = _nose_root(bridge), _nose_tip(nose_len, fy)
+    root, tip = (0.0, 0.045, 0.215 + 0.008 * bridge), _nose_tip(nose_len, fy)
     kink = tuple(t + NOSE_KINK * (r - t) for r, t in zip(root, tip, strict=True))
     kink = (kink[0], kink[1], kink[2] - NOSE_SAG * saddle)
+    # the saddle's dish around the kink, on the face only (on the ridge too it would cut the tip off)
+    dish = torch.exp(-0.5 * (x / NOSE_DISH_SIZE[0]) ** 2 - 0.5 * ((y - kink[1]) / NOSE_DISH_SIZE[1]) ** 2)
+    sdf = sdf + NOSE_DISH * saddle * dish * _sigmoid((z - 0.17) / 0.02)
+    width = 1 + 0.2 * nose_w
     # the ridge is 0.044 wide (3 texels of the synthetic generator's 64^2 tri-planes, which cannot hold a thinner one)
     nose = torch.minimum(_capsule(x, y, z, root, kink, NOSE_RADIUS * width),
                          _capsule(x, y, z, kink, tip, NOSE_RADIUS * width))
