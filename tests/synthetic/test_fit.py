@@ -26,6 +26,11 @@ SMALL = dict(batch=2, uniform_points=256, defect_points=64, surface_points=256, 
              image_batch=1, log_every=1, checkpoint_every=2, minutes=None)
 
 
+def _in_defect_boxes(points):  # [..., 3] -> [...] bool
+    return torch.stack([((points >= torch.tensor(low)) & (points <= torch.tensor(high))).all(-1)
+                        for low, high, _ in DEFECT_BOXES]).any(0)
+
+
 def test_training_points_concentrate_on_the_surface_and_the_defects():
     params = sample_head_params(2, torch.Generator().manual_seed(0))
     cfg = FitConfig(uniform_points=100, defect_points=64, surface_points=200, candidate_points=4000)
@@ -37,10 +42,7 @@ def test_training_points_concentrate_on_the_surface_and_the_defects():
     assert sigma[:, 164:].abs().median() < 0.3 * sigma[:, :100].abs().median()
     assert points.abs().max() <= 0.5
     defect, face = points[:, 100:164], points[:, 364:]
-    in_a_box = torch.zeros(2, 64, dtype=torch.bool)
-    for low, high, _ in DEFECT_BOXES:
-        in_a_box |= ((defect >= torch.tensor(low)) & (defect <= torch.tensor(high))).all(-1)
-    assert in_a_box.all()
+    assert _in_defect_boxes(defect).all()
     low, high = FACE_BOX  # up to the ~6 mm jitter of the second sampling stage
     assert ((face >= torch.tensor(low) - 0.04) & (face <= torch.tensor(high) + 0.04)).all()
 
@@ -58,9 +60,7 @@ def test_defect_boxes_cover_where_each_local_defect_changes_sigma(defect):
     severity = torch.zeros(len(DEFECTS))
     severity[DEFECTS.index(defect)] = 1.0
     changed = (head_sigma(points, params.with_defects(severity)) - head_sigma(points, params)).abs() > 100
-    in_a_box = torch.zeros(points.shape[1], dtype=torch.bool)
-    for low, high, _ in DEFECT_BOXES:
-        in_a_box |= ((points[0] >= torch.tensor(low)) & (points[0] <= torch.tensor(high))).all(-1)
+    in_a_box = _in_defect_boxes(points[0])
     for head in changed:
         assert head.any()  # every head has the defect
         assert (head & in_a_box).sum() >= 0.9 * head.sum()
