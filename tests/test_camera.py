@@ -19,6 +19,7 @@ from nerfsculpt.camera import (
     look_at_pose,
     make_label,
     mirror_label,
+    project_points,
     split_label,
     triple_image_cameras,
 )
@@ -90,6 +91,23 @@ def test_label_bad_shapes():
         make_label(torch.zeros(2, 4, 4), torch.zeros(3, 3, 3))
     with pytest.raises(AssertionError, match=r"\[N, 25\]"):
         split_label(torch.zeros(25))
+
+
+def test_project_points_inverts_the_ray_sampler():
+    from nerfsculpt.generator.rendering import RaySampler
+
+    k = intrinsics_from_focal(4.26)
+    k[0, 1] = 0.3  # skew, which EG3D's sampler supports
+    c = make_label(torch.cat([look_at_pose(0.4, -0.2, PIVOT), look_at_pose(-0.3, 0.1, PIVOT)]), k)
+    origins, directions = RaySampler()(*split_label(c), 8)  # (2, 64, 3) each
+    points = origins + 2.6 * directions
+    uv = project_points(points, c)
+    idx = torch.arange(8.0)
+    expected = torch.stack(torch.meshgrid((idx + 0.5) / 8, (idx + 0.5) / 8, indexing="xy"), -1).reshape(1, 64, 2)
+    torch.testing.assert_close(uv, expected.expand(2, -1, -1), atol=1e-5, rtol=0)
+    # the canonical camera sees +x on the right and +y up
+    right_up = project_points(torch.tensor([[[0.1, 0.1, 0.2]]]), canonical_camera())[0, 0]
+    assert right_up[0] > 0.5 and right_up[1] < 0.5
 
 
 def test_mirror_label_negates_the_documented_entries():

@@ -252,4 +252,6 @@ def test_synthetic_evaluate_checks_its_input(capsys, tmp_path):
     code, _, err = run(capsys, "synthetic", "evaluate", "--resolution", "8")
     assert code == 2 and "calibrated at 96-128" in err
     code, text, _ = run(capsys, "synthetic", "evaluate", "--dry-run")
-    assert code == 0 and json.loads(text) == {"generator": "synthetic", "n_seeds": 200, "out": None}
+    assert code == 0 and json.loads(text) == {"generator": "synthetic", "n_seeds": 200, "rgb": True, "out": None}
+    code, text, _ = run(capsys, "synthetic", "evaluate", "--dry-run", "--no-rgb")
+    assert code == 0 and json.loads(text)["rgb"] is False

@@ -102,6 +102,23 @@ def split_label(c: Tensor) -> tuple[Tensor, Tensor]:
     return c[:, :16].reshape(-1, 4, 4), c[:, 16:].reshape(-1, 3, 3)
 
 
+def project_points(points: Tensor, c: Tensor) -> Tensor:
+    """Image coordinates [N, M, 2] of world points [N, M, 3] seen by cameras c [N, 25].
+
+    (u, v) are normalised by the image size (column, row; pixel k of R spans [k / R, (k + 1) / R]),
+    the inverse of the renderer's ray sampler: the ray of the pixel at (u, v) passes through the point.
+    """
+    cam2world, intrinsics = split_label(c)
+    world2cam = torch.linalg.inv(cam2world)
+    camera = points @ world2cam[:, :3, :3].transpose(1, 2) + world2cam[:, None, :3, 3]  # (N, M, 3)
+    x, y = camera[..., 0] / camera[..., 2], camera[..., 1] / camera[..., 2]
+    fx, fy, sk = intrinsics[:, 0, 0, None], intrinsics[:, 1, 1, None], intrinsics[:, 0, 1, None]
+    cx, cy = intrinsics[:, 0, 2, None], intrinsics[:, 1, 2, None]
+    v = y * fy + cy
+    u = x * fx + cx - cy * sk / fy + sk * v / fy
+    return torch.stack([u, v], dim=-1)
+
+
 def mirror_label(c: Tensor) -> Tensor:
     """Label of the horizontally mirrored image [N, 25] -> [N, 25] (eg3d.md §5.1).
 

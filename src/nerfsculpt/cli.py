@@ -507,7 +507,10 @@ def cmd_synthetic_evaluate(args: argparse.Namespace) -> int:
 
     Spearman agreement of the oracle on the generator's sigma with the oracle on the procedural head
     of the same z and with the injected severities, the oracle over truncation psi in
-    {0, 0.25, 0.5, 0.7, 1.0}, and the spread of quality across seeds (nerfsculpt.synthetic.evaluate).
+    {0, 0.25, 0.5, 0.7, 1.0}, the spread of quality across seeds, and whether the RGB renders are
+    recognisable faces: PSNR against the procedural head and, per seed, eyes and lips that stand out
+    from the cheeks by at least half as much as the procedural head's (nerfsculpt.synthetic.evaluate;
+    --no-rgb skips the renders).
     """
     from nerfsculpt.latents import parse_seeds
 
@@ -520,7 +523,8 @@ def cmd_synthetic_evaluate(args: argparse.Namespace) -> int:
     if args.resolution < 96:
         raise UsageError(f"--resolution {args.resolution}: the oracle is calibrated at 96-128 samples per axis")
     if args.dry_run:
-        print(json.dumps({"generator": args.generator, "n_seeds": len(seeds), "out": args.out}, indent=2))
+        print(json.dumps({"generator": args.generator, "n_seeds": len(seeds), "rgb": not args.no_rgb, "out": args.out},
+                         indent=2))
         return 0
     from nerfsculpt.generator.builtin import resolve_generator
     from nerfsculpt.synthetic.evaluate import evaluate_generator
@@ -529,7 +533,7 @@ def cmd_synthetic_evaluate(args: argparse.Namespace) -> int:
     G, info = resolve_generator(args.generator, _resolve_device(args.device, 0, 1))
     oracle = GeometryOracle(OracleConfig(resolution=args.resolution))
     result = {"generator": info.to_dict(),
-              **evaluate_generator(G.eval(), seeds, oracle, progress=not args.no_progress)}
+              **evaluate_generator(G.eval(), seeds, oracle, progress=not args.no_progress, rgb=not args.no_rgb)}
     result["generator"].pop("config", None)
     text = json.dumps(result, indent=2) + "\n"
     if args.out:
@@ -549,6 +553,7 @@ def _add_synthetic_evaluate(subparsers: Any, common: argparse.ArgumentParser) ->
     p.add_argument("--resolution", type=int, default=128, help="oracle grid, >= 96 (calibrated at 96-128)")
     p.add_argument("--out", default=None, metavar="JSON", help="also write the result to this file")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda if available)")
+    p.add_argument("--no-rgb", action="store_true", help="skip the RGB measurements (geometry only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration, do nothing")
     p.set_defaults(handler=cmd_synthetic_evaluate, command="synthetic evaluate")

@@ -52,8 +52,8 @@ def test_defect_boxes_cover_where_each_local_defect_changes_sigma(defect):
     """DEFECT_BOXES are written by hand: moving a defect in heads.py without moving its box must fail here.
 
     Asymmetry inflates a whole half of the face and has no box (``defect_weights`` covers it).
-    Measured at HEAD: bumps, nose and floaters 100 %, holes 92-93 % (the deepest crater voxels sit
-    just below its box's z = 0.1).
+    Measured: bumps, nose and floaters 100 %; holes 92-93 % while the crater's box stopped at z = 0.1 (the
+    deepest crater voxels sit at z = 0.094), hence its z = 0.08 now.
     """
     params = sample_head_params(8, torch.Generator().manual_seed(3), defect_free=True)
     points = grid_coordinates(48).expand(8, -1, -1).contiguous()  # (8, 48^3, 3)

@@ -16,9 +16,11 @@ from nerfsculpt.synthetic.heads import (
     SIGMA_SCALE,
     Z_DIM_MIN,
     HeadParams,
+    face_landmarks,
     head_colour,
     head_field,
     head_params_from_z,
+    head_sdf,
     head_sigma,
     sample_head_params,
 )
@@ -260,10 +262,23 @@ def test_colour_range_and_known_regions():
     assert colour.shape == (16, 2000, 3) and colour.min() >= 0 and colour.max() <= 1
     probe = torch.tensor([[0.09, -0.05, 0.2], [0.05, 0.03, 0.204], [0.0, -0.112, 0.24], [0.0, 0.27, 0.05]])
     cheek, iris, lips, hair = head_colour(probe.expand(16, -1, -1), params).unbind(1)  # (16, 3) each
-    sclera = head_colour(torch.tensor([[[0.066, 0.03, 0.197]]]).expand(16, -1, -1), params)[:, 0]  # (16, 3)
+    sclera = head_colour(torch.tensor([[[0.075, 0.03, 0.197]]]).expand(16, -1, -1), params)[:, 0]  # (16, 3)
     assert ((iris - cheek).abs().sum(-1) > 0.2).all() and (sclera.sum(-1) > iris.sum(-1) + 0.5).all(), "eyes show"
     assert ((lips[:, 0] - lips[:, 1]) > (cheek[:, 0] - cheek[:, 1])).all(), "lips are redder than skin"
     assert not torch.allclose(hair, cheek, atol=0.05), "the hair cap has its own colour"
+
+
+def test_face_landmarks_sit_on_the_surface_at_the_painted_features():
+    params = _params(16, seed=13, defects=[0.0] * 5)
+    marks = face_landmarks(params)
+    points = torch.stack(list(marks.values()), 1)  # (16, 5, 3)
+    assert head_sdf(points, params).abs().max() < 0.012
+    colour = dict(zip(marks, head_colour(points, params).unbind(1), strict=True))  # name -> (16, 3)
+    for side in ("right", "left"):
+        assert ((colour[f"eye_{side}"] - colour[f"cheek_{side}"]).norm(dim=-1) > 0.15).all(), "the iris, not skin"
+    redness = {k: v[:, 0] - 0.5 * (v[:, 1] + v[:, 2]) for k, v in colour.items()}
+    assert (redness["mouth"] > redness["cheek_left"] + 0.05).all()
+    torch.testing.assert_close(colour["cheek_left"], colour["cheek_right"])  # plain skin, the same both sides
 
 
 def test_gradcheck_float64():

@@ -407,10 +407,11 @@ def head_sigma(points: Tensor, params: HeadParams) -> Tensor:
 # Colour
 
 
-EYE_IRIS = 0.014
-"""Radius of the painted iris (the eyeball's is 0.021)."""
-EYE_SCLERA = 0.021
-"""Vertical radius of the painted white of the eye (1.3 times wider than tall)."""
+EYE_IRIS = 0.019
+"""Radius of the painted iris (the eyeball's is 0.021): over a texel of the synthetic generator's 64^2 tri-planes
+and a pixel of its 32 px neural rendering, so that the fitted generator can draw it."""
+EYE_SCLERA = 0.025
+"""Vertical radius of the painted white of the eye (1.4 times wider than tall)."""
 
 
 def _mix(base: Tensor, colour: Tensor, weight: Tensor) -> Tensor:
@@ -441,19 +442,42 @@ def head_colour(points: Tensor, params: HeadParams) -> Tensor:
     # hair cap: above a hairline that is high on the forehead and drops toward the back and sides
     hairline = 0.17 - 0.35 * torch.relu(0.12 - z) - 0.2 * torch.relu(ax - 0.12)
     out = _mix(out, hair.expand_as(out), _sigmoid((y - hairline) / 0.008))
+    # the face's paint is the same through the whole front half of the head (z > 0.05), as a tri-plane's
+    # xy plane draws it: only its front surface shows, and no sharp change in depth needs to be learned
+    front = _sigmoid((z - 0.05) / 0.01)
     brow_colour = torch.lerp(skin, hair, 0.65 + 0.3 * dark)  # (N, 1, 3)
-    brows = _gauss(((ax - 0.05) / 0.034) ** 2 + ((y - 0.07) / 0.012) ** 2, 1.0) * _sigmoid((z - 0.15) / 0.01)
+    brows = _gauss(((ax - 0.05) / 0.034) ** 2 + ((y - 0.07) / 0.016) ** 2, 1.0) * front
     out = _mix(out, brow_colour.expand_as(out), (1.8 * brows).clamp(0, 1))
     # eyes: painted wider than the eyeballs, to show at the synthetic generator's 32 px neural rendering
-    iris = torch.lerp(rgb(0.25, 0.33, 0.42), rgb(0.08, 0.05, 0.03), 0.5 + 0.5 * dark)  # (N, 1, 3)
-    eye = _sigmoid((EYE_IRIS - _length(ax - 0.05, y - 0.03)) / 0.002) * _sigmoid((z - 0.185) / 0.004)
-    sclera = _sigmoid((EYE_SCLERA - _length((ax - 0.05) / 1.3, y - 0.03)) / 0.002) * _sigmoid((z - 0.175) / 0.004)
+    iris = torch.lerp(rgb(0.2, 0.26, 0.34), rgb(0.06, 0.04, 0.03), 0.5 + 0.5 * dark)  # (N, 1, 3)
+    eye = _sigmoid((EYE_IRIS - _length(ax - 0.05, y - 0.03)) / 0.002) * front
+    sclera = _sigmoid((EYE_SCLERA - _length((ax - 0.05) / 1.4, y - 0.03)) / 0.002) * front
     out = _mix(out, rgb(0.95, 0.93, 0.9).expand_as(out), sclera)
     out = _mix(out, iris.expand_as(out), eye)
     lip = torch.lerp(skin, rgb(0.68, 0.16, 0.2), 0.6 + 0.25 * lip_red)  # (N, 1, 3)
-    mouth = _gauss((x / 0.04) ** 2 + ((y + 0.11 * fy) / 0.022) ** 2, 1.0) * _sigmoid((z - 0.2) / 0.01)
+    mouth = _gauss((x / 0.04) ** 2 + ((y + 0.11 * fy) / 0.022) ** 2, 1.0) * front
     out = _mix(out, lip.expand_as(out), (2.0 * mouth).clamp(0, 1))
     return out.clamp(0, 1)
+
+
+def face_landmarks(params: HeadParams) -> dict[str, Tensor]:
+    """Points [N, 3] at the centres of each head's painted features (``head_colour``), on its surface to within ~0.01.
+
+    ``eye_right`` / ``eye_left`` (the iris centres; the subject's right is at -x), ``mouth`` (the lips'
+    centre, which moves with the face length) and ``cheek_right`` / ``cheek_left`` (plain skin beside
+    the nose, below the eyes).
+    """
+    fy = 1 + 0.06 * params.identity[:, 3]  # (N,): as in _face_features
+
+    def point(x: float, y: Tensor | float, z: float) -> Tensor:
+        like = torch.ones_like(fy)
+        return torch.stack([x * like, y * like, z * like], -1)
+
+    return {
+        "eye_right": point(-0.05, 0.03, 0.204), "eye_left": point(0.05, 0.03, 0.204),
+        "mouth": point(0.0, -0.11 * fy, 0.226),
+        "cheek_right": point(-0.1, -0.05, 0.2), "cheek_left": point(0.1, -0.05, 0.2),
+    }
 
 
 def head_field(points: Tensor, params: HeadParams) -> tuple[Tensor, Tensor]:
