@@ -31,6 +31,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -248,7 +249,7 @@ def write_dataset(
                 tqdm(total=n, desc="synthetic dataset", unit="img", disable=not progress) as bar:
             for start in range(0, n, per_batch):
                 batch = heads.index(slice(start, start + per_batch))
-                images = render_field(lambda points, batch=batch: head_field(points, batch),
+                images = render_field(functools.partial(head_field, params=batch),
                                       labels[start : start + per_batch], resolution, config.rendering_kwargs,
                                       deterministic=True, ray_chunk=ray_chunk)["image"]
                 for offset, pixels in enumerate(_to_uint8(images)):

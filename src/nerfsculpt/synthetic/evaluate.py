@@ -22,6 +22,7 @@ generators) is mapped at the canonical camera. Measured:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -117,10 +118,7 @@ def rgb_scores(G, z: Tensor, batch: int = 4) -> dict[str, Any]:
         for chunk in z.split(batch):
             c = canonical_camera(device=chunk.device).expand(len(chunk), -1)
             params = head_params_from_z(chunk.cpu()).to(chunk.device)
-
-            def field(points: Tensor, params: HeadParams = params) -> tuple[Tensor, Tensor]:
-                return head_field(points, params)
-
+            field = functools.partial(head_field, params=params)
             out = G.synthesis(G.mapping(chunk, c), c, noise_mode="const", deterministic=True)
             for key, resolution in (("image", G.img_resolution), ("image_raw", G.neural_rendering_resolution)):
                 truth = render_field(field, c, resolution, G.rendering_kwargs)["image"]

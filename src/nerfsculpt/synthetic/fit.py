@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -155,13 +156,6 @@ class FitConfig:
 
 # ------------------------------------------------------------------------------------------------
 # Targets
-
-
-def _procedural_field(params: HeadParams):
-    def field(points: Tensor) -> tuple[Tensor, Tensor]:  # [N, M, 3] -> ([N, M], [N, M, 3])
-        return head_field(points, params)
-
-    return field
 
 
 FACE_BOX: tuple[tuple[float, float, float], tuple[float, float, float]] = ((-0.22, -0.28, 0.0), (0.22, 0.28, 0.42))
@@ -292,7 +286,7 @@ def image_losses(G: TriPlaneGenerator, z: Tensor, c: Tensor, generator: torch.Ge
     """L1 of G's raw and super-resolved renders at cameras c against the procedural head rendered the same way."""
     params = head_params_from_z(z)
     with torch.no_grad():
-        field = _procedural_field(params)
+        field = functools.partial(head_field, params=params)
         target_raw = render_field(field, c, G.neural_rendering_resolution, G.rendering_kwargs)["image"]
         target = render_field(field, c, G.img_resolution, G.rendering_kwargs)["image"]
     ws = G.mapping(z, _canonical(z))

@@ -240,6 +240,11 @@ NOSE_DISH_SIZE: tuple[float, float] = (0.035, 0.03)
 """Standard deviations (x, y) of the Gaussian dish centred on the kink."""
 NOSE_RADIUS = 0.022
 """Radius of the nose ridge capsules (times 1 + 0.2 nose_width)."""
+EYE_CENTRE: tuple[float, float, float] = (0.05, 0.03, 0.183)
+"""(|x|, y, z) of the eyeballs' centres; their paint (``head_colour``) is centred on the same (|x|, y)."""
+EYEBALL_RADIUS = 0.021
+LIPS_Y = -0.11
+"""Height of the painted lips' centre, times the face's vertical scale (between the two lip shapes)."""
 
 
 def _columns(params: HeadParams, like: Tensor) -> tuple[list[Tensor], list[Tensor]]:
@@ -298,9 +303,10 @@ def _face_features(sdf: Tensor, x: Tensor, y: Tensor, z: Tensor, u: list[Tensor]
     brow_z = 0.205 + 0.008 * brow
     brow_ridge = _capsule(ax, y, z, (0.0, 0.072, brow_z), (0.085, 0.066, brow_z - 0.035), 0.013)
     sdf = _smooth_union(sdf, brow_ridge, 0.03)
-    socket = _ellipsoid(ax - 0.05, y - 0.03, z - 0.228, 0.032, 0.02, 0.03)
+    eye_x, eye_y, eye_z = EYE_CENTRE
+    socket = _ellipsoid(ax - eye_x, y - eye_y, z - 0.228, 0.032, 0.02, 0.03)
     sdf = _smooth_subtract(sdf, socket, 0.01)
-    eyeball = _length(ax - 0.05, y - 0.03, z - 0.183) - 0.021
+    eyeball = _length(ax - eye_x, y - eye_y, z - eye_z) - EYEBALL_RADIUS
     sdf = _smooth_union(sdf, eyeball, 0.004)
 
     root, tip = (0.0, 0.045, 0.215 + 0.008 * bridge), _nose_tip(nose_len, fy)
@@ -408,8 +414,8 @@ def head_sigma(points: Tensor, params: HeadParams) -> Tensor:
 
 
 EYE_IRIS = 0.019
-"""Radius of the painted iris (the eyeball's is 0.021): over a texel of the synthetic generator's 64^2 tri-planes
-and a pixel of its 32 px neural rendering, so that the fitted generator can draw it."""
+"""Radius of the painted iris (the eyeball's is ``EYEBALL_RADIUS``, 0.021): over a texel of the synthetic
+generator's 64^2 tri-planes and a pixel of its 32 px neural rendering, so that the fitted generator can draw it."""
 EYE_SCLERA = 0.025
 """Vertical radius of the painted white of the eye (1.4 times wider than tall)."""
 
@@ -450,12 +456,13 @@ def head_colour(points: Tensor, params: HeadParams) -> Tensor:
     out = _mix(out, brow_colour.expand_as(out), (1.8 * brows).clamp(0, 1))
     # eyes: painted wider than the eyeballs, to show at the synthetic generator's 32 px neural rendering
     iris = torch.lerp(rgb(0.2, 0.26, 0.34), rgb(0.06, 0.04, 0.03), 0.5 + 0.5 * dark)  # (N, 1, 3)
-    eye = _sigmoid((EYE_IRIS - _length(ax - 0.05, y - 0.03)) / 0.002) * front
-    sclera = _sigmoid((EYE_SCLERA - _length((ax - 0.05) / 1.4, y - 0.03)) / 0.002) * front
+    eye_x, eye_y, _ = EYE_CENTRE
+    eye = _sigmoid((EYE_IRIS - _length(ax - eye_x, y - eye_y)) / 0.002) * front
+    sclera = _sigmoid((EYE_SCLERA - _length((ax - eye_x) / 1.4, y - eye_y)) / 0.002) * front
     out = _mix(out, rgb(0.95, 0.93, 0.9).expand_as(out), sclera)
     out = _mix(out, iris.expand_as(out), eye)
     lip = torch.lerp(skin, rgb(0.68, 0.16, 0.2), 0.6 + 0.25 * lip_red)  # (N, 1, 3)
-    mouth = _gauss((x / 0.04) ** 2 + ((y + 0.11 * fy) / 0.022) ** 2, 1.0) * front
+    mouth = _gauss((x / 0.04) ** 2 + ((y - LIPS_Y * fy) / 0.022) ** 2, 1.0) * front
     out = _mix(out, lip.expand_as(out), (2.0 * mouth).clamp(0, 1))
     return out.clamp(0, 1)
 
@@ -473,9 +480,11 @@ def face_landmarks(params: HeadParams) -> dict[str, Tensor]:
         like = torch.ones_like(fy)
         return torch.stack([x * like, y * like, z * like], -1)
 
+    eye_x, eye_y, eye_z = EYE_CENTRE
     return {
-        "eye_right": point(-0.05, 0.03, 0.204), "eye_left": point(0.05, 0.03, 0.204),
-        "mouth": point(0.0, -0.11 * fy, 0.226),
+        "eye_right": point(-eye_x, eye_y, eye_z + EYEBALL_RADIUS),
+        "eye_left": point(eye_x, eye_y, eye_z + EYEBALL_RADIUS),
+        "mouth": point(0.0, LIPS_Y * fy, 0.226),
         "cheek_right": point(-0.1, -0.05, 0.2), "cheek_left": point(0.1, -0.05, 0.2),
     }
 
