@@ -48,11 +48,14 @@ def test_sigma_reward_learns_the_simulated_annotator(tmp_path):
 
     result = evaluate(net, splits.lists("test", True, seed=0), source, weights_for("paper"))
     print(format_table({"test": result}))
+    # 45 test pairs measure accuracy to about +-0.12 (95 %): far above chance, not finer than that
     regular = result["accuracy"]["regular_only/scalar"]
-    assert regular["n"] >= 40 and regular["accuracy"] >= 0.85, format_table({"test": result})
+    assert regular["n"] >= 40 and regular["accuracy"] >= 0.75, format_table({"test": result})
 
     held_out = list(range(50000, 50100))  # seeds no question used
     rewards = score_seeds(RewardBundle(net.eval(), extraction, {}), G, held_out, batch=4).numpy()
     judged = oracle_scores(G, held_out, oracle)
     quality = -np.stack([judged[s] for s in held_out]).sum(1)
     assert spearmanr(rewards, quality).statistic >= 0.6
+    i, j = np.triu_indices(len(held_out), 1)  # every pair of unseen seeds, near-ties of the oracle included
+    assert np.mean(np.sign(rewards[i] - rewards[j]) == np.sign(quality[i] - quality[j])) >= 0.75

@@ -60,10 +60,11 @@ def test_truncation_to_the_mean_gives_a_clean_head(synthetic):
     with torch.no_grad():
         ws = G.mapping(torch.zeros(1, G.z_dim), c, truncation_psi=0.0)
     scores = score_generator(G, ws, GeometryOracle(OracleConfig(resolution=96))).scores[0]
-    # z -> w_avg: no holes or floaters, little roughness or asymmetry (0.06, 0.14); the nose ridge
-    # still dips slightly (0.13, documented in docs/synthetic.md)
-    assert scores[2] == 0 and scores[3] == 0 and scores[0] < 0.2 and scores[4] < 0.2, scores
-    assert scores[1] < 0.3, scores
+    # z -> w_avg: no holes or floaters, little roughness (0.06); the nose ridge still dips slightly (0.17) and
+    # the left half is slightly fuller (0.20, what an asymmetry severity of 0.24 scores), documented in
+    # docs/synthetic.md
+    assert scores[2] == 0 and scores[3] == 0 and scores[0] < 0.2, scores
+    assert scores[1] < 0.3 and scores[4] < 0.3, scores
 
 
 def test_sample_defaults_to_the_synthetic_generator(tmp_path, capsys):
@@ -79,11 +80,10 @@ def test_sample_defaults_to_the_synthetic_generator(tmp_path, capsys):
     assert len(bank.load(3, "mesh").vertices) > 100  # a level-10 surface exists
 
 
-def test_rgb_renders_show_the_lips(synthetic):
-    """The shipped fit's RGB, measured as in docs/synthetic.md (lips shown on 99 % of 100 held-out seeds;
-    the eyes are not drawn yet, the open part of the RGB bar)."""
+def test_rgb_renders_are_recognisable_faces(synthetic):
+    """The shipped fit's RGB, measured as in docs/synthetic.md (eyes and lips shown on 100 % of 100 held-out seeds)."""
     from nerfsculpt.synthetic.evaluate import rgb_scores
 
     G, _ = synthetic
     result = rgb_scores(G, z_from_seeds(list(range(900000, 900006)), G.z_dim), batch=3)
-    assert result["mouth"]["fraction_shown"] == 1.0 and result["psnr_image"] > 20, result
+    assert result["fraction_recognisable"] == 1.0 and result["psnr_image"] > 20, result

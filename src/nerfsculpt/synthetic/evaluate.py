@@ -14,8 +14,8 @@ generators) is mapped at the canonical camera. Measured:
 - rgb (``rgb_scores``): whether G's renders are recognisable faces. G's output image and raw (neural
   rendering) image at the canonical camera, psi = 1, against the procedural head rendered by the same
   renderer: PSNR, and the two contrasts that make the simple face a face, read in discs around its
-  landmarks (``heads.face_landmarks``): eyes that differ from the cheeks (RGB distance; the painted eye
-  is a dark iris in a white, lighter or darker than the skin) and lips redder than the cheeks
+  landmarks (``heads.face_landmarks``): eyes that differ from the cheeks (RGB distance; each painted eye
+  is one dark patch) and lips redder than the cheeks
   (R - (G + B) / 2). A seed's face counts as recognisable when both contrasts of G's image are at
   least half of the procedural head's.
 """
@@ -65,7 +65,7 @@ def _score_seeds(G, z: torch.Tensor, psi: float, oracle: GeometryOracle, batch: 
 
 
 LANDMARK_RADIUS = 0.012
-"""Radius (world units) of the disc around each landmark whose colour is read (the painted iris's is 0.019)."""
+"""Radius (world units) of the disc around each landmark whose colour is read (the painted eye's is 0.024 x 0.034)."""
 RECOGNISABLE_FRACTION = 0.5
 """A face is recognisable when both its contrasts are at least this fraction of the procedural head's."""
 

@@ -65,7 +65,7 @@ IDENTITY_NAMES: tuple[str, ...] = (
 
 COLOUR_NAMES: tuple[str, ...] = ("skin_tone", "skin_warmth", "lips", "brows_eyes", "hair")
 """Columns of ``HeadParams.colour``, each in [-1, 1]: skin light -> dark, pink -> olive, lip redness,
-darkness of brows and irises, hair light -> dark."""
+darkness of brows and eyes, hair light -> dark."""
 
 N_IDENTITY = len(IDENTITY_NAMES)
 N_COLOUR = len(COLOUR_NAMES)
@@ -413,11 +413,11 @@ def head_sigma(points: Tensor, params: HeadParams) -> Tensor:
 # Colour
 
 
-EYE_IRIS = 0.019
-"""Radius of the painted iris (the eyeball's is ``EYEBALL_RADIUS``, 0.021): over a texel of the synthetic
-generator's 64^2 tri-planes and a pixel of its 32 px neural rendering, so that the fitted generator can draw it."""
-EYE_SCLERA = 0.025
-"""Vertical radius of the painted white of the eye (1.4 times wider than tall)."""
+EYE_RADIUS = 0.024
+"""Vertical radius of each painted eye, a dark ellipse 1.4 times wider than tall (the eyeball's radius is
+``EYEBALL_RADIUS``, 0.021): about three texels of the synthetic generator's 64^2 tri-planes across, so that
+the fitted generator can draw it. A dark iris in a white blurs to about the skin's brightness at that scale;
+one dark patch stays dark, as the lips stay red."""
 
 
 def _mix(base: Tensor, colour: Tensor, weight: Tensor) -> Tensor:
@@ -454,13 +454,11 @@ def head_colour(points: Tensor, params: HeadParams) -> Tensor:
     brow_colour = torch.lerp(skin, hair, 0.65 + 0.3 * dark)  # (N, 1, 3)
     brows = _gauss(((ax - 0.05) / 0.034) ** 2 + ((y - 0.07) / 0.016) ** 2, 1.0) * front
     out = _mix(out, brow_colour.expand_as(out), (1.8 * brows).clamp(0, 1))
-    # eyes: painted wider than the eyeballs, to show at the synthetic generator's 32 px neural rendering
-    iris = torch.lerp(rgb(0.2, 0.26, 0.34), rgb(0.06, 0.04, 0.03), 0.5 + 0.5 * dark)  # (N, 1, 3)
+    # eyes: one dark patch each, painted wider than the eyeballs to show at the 32 px neural rendering
+    eye_colour = torch.lerp(rgb(0.16, 0.14, 0.16), rgb(0.05, 0.035, 0.03), 0.5 + 0.5 * dark)  # (N, 1, 3)
     eye_x, eye_y, _ = EYE_CENTRE
-    eye = _sigmoid((EYE_IRIS - _length(ax - eye_x, y - eye_y)) / 0.002) * front
-    sclera = _sigmoid((EYE_SCLERA - _length((ax - eye_x) / 1.4, y - eye_y)) / 0.002) * front
-    out = _mix(out, rgb(0.95, 0.93, 0.9).expand_as(out), sclera)
-    out = _mix(out, iris.expand_as(out), eye)
+    eye = _sigmoid((EYE_RADIUS - _length((ax - eye_x) / 1.4, y - eye_y)) / 0.003) * front
+    out = _mix(out, eye_colour.expand_as(out), eye)
     lip = torch.lerp(skin, rgb(0.68, 0.16, 0.2), 0.6 + 0.25 * lip_red)  # (N, 1, 3)
     mouth = _gauss((x / 0.04) ** 2 + ((y - LIPS_Y * fy) / 0.022) ** 2, 1.0) * front
     out = _mix(out, lip.expand_as(out), (2.0 * mouth).clamp(0, 1))
@@ -470,7 +468,7 @@ def head_colour(points: Tensor, params: HeadParams) -> Tensor:
 def face_landmarks(params: HeadParams) -> dict[str, Tensor]:
     """Points [N, 3] at the centres of each head's painted features (``head_colour``), on its surface to within ~0.01.
 
-    ``eye_right`` / ``eye_left`` (the iris centres; the subject's right is at -x), ``mouth`` (the lips'
+    ``eye_right`` / ``eye_left`` (the eyes' centres; the subject's right is at -x), ``mouth`` (the lips'
     centre, which moves with the face length) and ``cheek_right`` / ``cheek_left`` (plain skin beside
     the nose, below the eyes).
     """
