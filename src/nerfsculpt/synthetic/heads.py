@@ -264,10 +264,16 @@ def _check_points(points: Tensor, params: HeadParams) -> None:
         raise TypeError(f"points must be floating point, got {points.dtype}")
 
 
+def _face_scale(face_length: Tensor) -> Tensor:
+    """Vertical scale of the face, 1 +- 6 %, from the ``face_length`` identity column: the chin, nose tip,
+    lips, cheek creases and their landmarks move with it."""
+    return 1 + 0.06 * face_length
+
+
 def _skull(x: Tensor, y: Tensor, z: Tensor, u: list[Tensor]) -> Tensor:
     """Cranium, lower face and neck: the head without features."""
     head_w, head_h, head_d, face_len, jaw = u[0], u[1], u[2], u[3], u[9]
-    fy = 1 + 0.06 * face_len  # vertical scale of the face
+    fy = _face_scale(face_len)
     cranium = _ellipsoid(x, y - 0.07, z, 0.165 * (1 + 0.07 * head_w), 0.2 * (1 + 0.05 * head_h),
                          0.205 * (1 + 0.05 * head_d))
     face = _ellipsoid(x, y + 0.045 * fy, z - 0.07, 0.145 * (1 + 0.06 * jaw), 0.17 * fy, 0.16)
@@ -294,7 +300,7 @@ def _face_features(sdf: Tensor, x: Tensor, y: Tensor, z: Tensor, u: list[Tensor]
     """
     (_, _, _, face_len, nose_len, nose_w, bridge, brow, chin, _, cheeks, mouth_w, lips, _) = u
     ax = x.abs()  # paired features are built on |x|: exactly mirror-symmetric
-    fy = 1 + 0.06 * face_len
+    fy = _face_scale(face_len)
     cheek = _ellipsoid(ax - 0.065, y + 0.045 * fy, z - 0.155, 0.05, 0.042, 0.045 * (1 + 0.15 * cheeks))
     sdf = _smooth_union(sdf, cheek, 0.04)
     chin_blob = _ellipsoid(x, y + 0.185 * fy, z - 0.165 - 0.01 * chin, 0.042, 0.035, 0.04)
@@ -334,7 +340,7 @@ def _face_features(sdf: Tensor, x: Tensor, y: Tensor, z: Tensor, u: list[Tensor]
 def _local_defects(sdf: Tensor, x: Tensor, y: Tensor, z: Tensor, u: list[Tensor], s: list[Tensor]) -> Tensor:
     """Bumps, forehead crater, asymmetry and floaters on ``sdf`` (the nose sag is in the nose)."""
     bumps, holes, floaters, asymmetry = s[0], s[2], s[3], s[4]
-    fy = 1 + 0.06 * u[3]
+    fy = _face_scale(u[3])
     ax = x.abs()
     # bumps: horizontal creases across both cheeks, wavelength BUMP_WAVELENGTH vertically, on a Gaussian
     # patch (standard deviations BUMP_PATCH), a groove at the patch centre
@@ -432,7 +438,7 @@ def head_colour(points: Tensor, params: HeadParams) -> Tensor:
     """
     _check_points(points, params)
     u, _ = _columns(params, points)
-    fy = 1 + 0.06 * u[3]
+    fy = _face_scale(u[3])
     c = params.colour.to(device=points.device, dtype=points.dtype)
     tone, warmth, lip_red, dark, hair_tone = (c[:, k : k + 1, None] for k in range(N_COLOUR))  # (N, 1, 1)
     x, y, z = points.unbind(-1)  # (N, M)
@@ -472,7 +478,7 @@ def face_landmarks(params: HeadParams) -> dict[str, Tensor]:
     centre, which moves with the face length) and ``cheek_right`` / ``cheek_left`` (plain skin beside
     the nose, below the eyes).
     """
-    fy = 1 + 0.06 * params.identity[:, 3]  # (N,): as in _face_features
+    fy = _face_scale(params.identity[:, 3])  # (N,)
 
     def point(x: float, y: Tensor | float, z: float) -> Tensor:
         like = torch.ones_like(fy)
