@@ -31,6 +31,28 @@ def test_eg3d_grid_equals_pointwise_decoder(G, ws):
     torch.testing.assert_close(sigma_grid(G, ws, R, chunk_points=100, eg3d_grid=True), expected, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("eg3d_grid", [False, True])
+def test_planes_instead_of_ws_give_the_same_sigma(G, ws, eg3d_grid):
+    spec = SlabSpec(resolution=R)
+    with torch.no_grad():
+        # (2, 3, C, H, W), one latent at a time as sigma_grid runs the backbone (batching changes rounding)
+        planes = torch.cat([G.planes(w[None], noise_mode="const") for w in ws])
+    torch.testing.assert_close(sigma_grid(G, None, R, eg3d_grid=eg3d_grid, planes=planes),
+                               sigma_grid(G, ws, R, eg3d_grid=eg3d_grid), rtol=0, atol=0)
+    torch.testing.assert_close(reward_slab(G, None, spec, eg3d_grid=eg3d_grid, planes=planes),
+                               reward_slab(G, ws, spec, eg3d_grid=eg3d_grid), rtol=0, atol=0)
+
+
+def test_planes_and_ws_are_exclusive(G, ws):
+    planes = G.planes(ws, noise_mode="const")
+    with pytest.raises(ValueError, match="exactly one of ws"):
+        sigma_grid(G, ws, R, planes=planes)
+    with pytest.raises(ValueError, match="exactly one of ws"):
+        sigma_grid(G, None, R)
+    with pytest.raises(ValueError, match="expected planes"):
+        sigma_grid(G, None, R, planes=planes[:, :2])
+
+
 def test_array_order_is_xyz(G, ws):
     cube = sigma_grid(G, ws[:1], R)[0]
     i, j, k = 3, 11, 6

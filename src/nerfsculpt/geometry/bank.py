@@ -58,6 +58,7 @@ from torch import Tensor
 from nerfsculpt import __version__
 from nerfsculpt.atomic import png_bytes, remove_temporaries, write_atomic
 from nerfsculpt.camera import AVG_CAMERA_PIVOT, AVG_CAMERA_RADIUS, FOCAL_PAPER
+from nerfsculpt.distributed import world
 from nerfsculpt.geometry.slab import REWARD_SLAB, SlabSpec
 
 if TYPE_CHECKING:
@@ -608,19 +609,10 @@ class BankRunReport:
     """Seeds this process wrote whose sigma field has no surface at the mesh level."""
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size) of the initialised process group, or (0, 1)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _broadcast_from_rank0(value: Any) -> Any:
     import torch.distributed as dist
 
-    if _distributed()[1] == 1:
+    if world()[1] == 1:
         return value
     box = [value]
     dist.broadcast_object_list(box, src=0)
@@ -647,7 +639,7 @@ def write_bank(
     import torch.distributed as dist
     from tqdm import tqdm
 
-    rank, world = _distributed()
+    rank, n_ranks = world()
     seeds = list(dict.fromkeys(seeds))  # a seed listed twice would be written by two ranks at once
     what = [name for name in ARTEFACTS if name in what]
     config.check_what(what)
@@ -666,17 +658,17 @@ def write_bank(
     finished = len(seeds) - len(todo)
     if rank == 0:
         logger.info("bank %s: %d of %d seeds already finished, %d to write on %d process(es)",
-                    path, finished, len(seeds), len(todo), world)
+                    path, finished, len(seeds), len(todo), n_ranks)
     report = BankRunReport(requested=len(seeds), already_finished=finished, written=0, empty_meshes=[])
-    shard = todo[rank::world]
-    for seed, missing in tqdm(shard, desc=f"bank seeds (rank 0 of {world})" if world > 1 else "bank seeds",
+    shard = todo[rank::n_ranks]
+    for seed, missing in tqdm(shard, desc=f"bank seeds (rank 0 of {n_ranks})" if n_ranks > 1 else "bank seeds",
                               unit="seed", disable=not progress or rank != 0 or not shard, dynamic_ncols=True):
         meta = write_seed(G, seed, missing, path, manifest, chunk_points=chunk_points, rank=rank)
         logger.debug("rank %d wrote seed %d (%s)", rank, seed, ",".join(missing))
         report.written += 1
         if meta["artefacts"].get("mesh", {}).get("empty"):
             report.empty_meshes.append(seed)
-    if world > 1:
+    if n_ranks > 1:
         written = torch.tensor([report.written], device=next(G.parameters()).device)
         dist.all_reduce(written)  # also the final barrier: every rank has finished its shard
         report.written = int(written.item())

@@ -129,7 +129,7 @@ def _chunks(shape: tuple[int, int, int], chunk_points: int) -> Iterator[tuple[sl
 
 def _sigma_box(
     G: nn.Module,
-    ws: Tensor,  # [N, num_ws, w_dim]
+    ws: Tensor | None,  # [N, num_ws, w_dim]; or None with `planes`
     ranges: IndexRanges,
     resolution: int,
     chunk_points: int,
@@ -140,30 +140,44 @@ def _sigma_box(
     eg3d_grid: bool,
     autocast_dtype: torch.dtype | None,
     seeds: Sequence[int] | None,
+    planes: Tensor | None = None,  # [N, 3, C, H, W] tri-planes of G.planes(ws), instead of ws
 ) -> Tensor:  # [N, X, Y, Z]
     """Raw sigma on the sub-box ``ranges`` of the R^3 grid over [-box_warp/2, box_warp/2]^3."""
     from tqdm import tqdm
 
-    _check_ws(G, ws)
+    if (ws is None) == (planes is None):
+        raise ValueError("pass exactly one of ws (the backbone runs here) and planes (from G.planes(ws))")
+    if ws is not None:
+        _check_ws(G, ws)
+    else:
+        expected = (3, G.plane_features)
+        if planes.ndim != 5 or tuple(planes.shape[1:3]) != expected:
+            raise ValueError(f"expected planes [N, 3, {G.plane_features}, H, W] (from G.planes), got "
+                             f"{tuple(planes.shape)}")
+    source = ws if ws is not None else planes
     if chunk_points < 1:
         raise ValueError(f"chunk_points must be >= 1, got {chunk_points}")
     box_warp = float(G.rendering_kwargs["box_warp"])
     shape = tuple(hi - lo for lo, hi in ranges)
     blocks = list(_chunks(shape, chunk_points))
-    out = torch.empty(len(ws), *shape, device=ws.device)  # (N, X, Y, Z); a normal tensor, even below
+    device = source.device
+    out = torch.empty(len(source), *shape, device=device)  # (N, X, Y, Z); a normal tensor, even below
     grad_mode = nullcontext() if differentiable else torch.inference_mode()
     autocast = (
-        torch.autocast(device_type=ws.device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
+        torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
     )
     use_checkpoint = differentiable and checkpoint
-    with grad_mode, tqdm(total=len(ws) * len(blocks), desc="sigma", unit="chunk", disable=not progress) as bar:
-        for n in range(len(ws)):
-            planes = G.planes(ws[n : n + 1], noise_mode=noise_mode)  # (1, 3, C, H, W): backbone once
+    with grad_mode, tqdm(total=len(source) * len(blocks), desc="sigma", unit="chunk", disable=not progress) as bar:
+        for n in range(len(source)):
+            if ws is not None:
+                latent_planes = G.planes(ws[n : n + 1], noise_mode=noise_mode)  # (1, 3, C, H, W): backbone once
+            else:
+                latent_planes = planes[n : n + 1]  # (1, 3, C, H, W)
             if eg3d_grid:
                 block_sigma = _pointwise_block(G, ranges, resolution, box_warp)
-                inputs = (planes,)
+                inputs = (latent_planes,)
             else:
-                inputs = tuple(_plane_tables(planes, _axis_coordinates(ranges, resolution, box_warp, ws.device),
+                inputs = tuple(_plane_tables(latent_planes, _axis_coordinates(ranges, resolution, box_warp, device),
                                              box_warp))
                 block_sigma = _factorised_block(G)
             for sx, sy in blocks:
@@ -206,7 +220,7 @@ def _pointwise_block(G: nn.Module, ranges: IndexRanges, resolution: int, box_war
 
 def sigma_grid(
     G: nn.Module,
-    ws: Tensor,  # [N, num_ws, w_dim]
+    ws: Tensor | None,  # [N, num_ws, w_dim]; None when `planes` are given
     resolution: int = 256,
     chunk_points: int = 1 << 20,
     noise_mode: str = "const",
@@ -216,6 +230,7 @@ def sigma_grid(
     eg3d_grid: bool = False,
     autocast_dtype: torch.dtype | None = None,
     seeds: Sequence[int] | None = None,
+    planes: Tensor | None = None,
 ) -> Tensor:  # [N, R, R, R] raw sigma, [x, y, z] order, float32
     """Raw sigma on the R^3 grid over the tri-plane box [-box_warp/2, box_warp/2]^3.
 
@@ -233,17 +248,19 @@ def sigma_grid(
       float16 resolves sigma ~250 to ~0.2). Leave ``None`` on CPU, where float32 is fastest. The
       plane lookups and the output stay float32.
     - ``seeds``: if given (one per latent), :func:`check_finite` is run on the result.
+    - ``planes``: tri-planes [N, 3, C, H, W] from ``G.planes(ws)`` instead of ``ws`` (pass ``ws=None``),
+      so that one backbone pass serves several grids (fine-tuning, ``finetune.geometry``).
     """
     if not (isinstance(resolution, int) and resolution >= 2):
         raise ValueError(f"resolution must be an int >= 2, got {resolution!r}")
     ranges = ((0, resolution),) * 3
     return _sigma_box(G, ws, ranges, resolution, chunk_points, noise_mode, differentiable, checkpoint,
-                      progress, eg3d_grid, autocast_dtype, seeds)
+                      progress, eg3d_grid, autocast_dtype, seeds, planes)
 
 
 def reward_slab(
     G: nn.Module,
-    ws: Tensor,  # [N, num_ws, w_dim]
+    ws: Tensor | None,  # [N, num_ws, w_dim]; None when `planes` are given
     spec: SlabSpec = REWARD_SLAB,
     chunk_points: int = 1 << 20,
     noise_mode: str = "const",
@@ -253,6 +270,7 @@ def reward_slab(
     eg3d_grid: bool = True,
     autocast_dtype: torch.dtype | None = None,
     seeds: Sequence[int] | None = None,
+    planes: Tensor | None = None,
 ) -> Tensor:  # [N, *spec.shape] = [N, 128, 141, 129] raw sigma, [x, y, z] order
     """Raw sigma on the reward slab's points only (2.3M of the 16.7M at 256, reference_method.md §1.2).
 
@@ -262,7 +280,8 @@ def reward_slab(
 
     The default ``eg3d_grid=True`` samples the points the reference sampled (EG3D's
     ``create_samples`` grid, up to ~0.9 voxel off the exact grid in x and y): the released reward
-    model was trained on sigma at those points. ``eg3d_grid=False`` uses the exact grid.
+    model was trained on sigma at those points. ``eg3d_grid=False`` uses the exact grid. ``planes``
+    replaces ``ws`` as in :func:`sigma_grid`.
     """
     box_warp = float(G.rendering_kwargs["box_warp"])
     if spec.cube_length != box_warp:
@@ -271,4 +290,4 @@ def reward_slab(
             f"use SlabSpec(cube_length={box_warp}, ...) so the slab is a crop of the tri-plane box"
         )
     return _sigma_box(G, ws, spec.index_ranges, spec.resolution, chunk_points, noise_mode, differentiable,
-                      checkpoint, progress, eg3d_grid, autocast_dtype, seeds)
+                      checkpoint, progress, eg3d_grid, autocast_dtype, seeds, planes)

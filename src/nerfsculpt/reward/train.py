@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from nerfsculpt.atomic import write_atomic
+from nerfsculpt.distributed import all_reduce_sum, average_gradients, barrier, world
 from nerfsculpt.preferences.pairs import RankedList, add_anchors
 from nerfsculpt.preferences.store import Item
 from nerfsculpt.reward.data import InputSource, ranking_tensor
@@ -197,49 +198,6 @@ def objective_terms(scores: ListScores, weights: LossWeights, epoch: int | None,
 
 
 # ------------------------------------------------------------------------------------------------
-# Data parallelism (torchrun): every rank runs the same loop on its share of each step's lists
-
-
-def _world() -> tuple[int, int]:
-    """(rank, world size) of the torch.distributed group, or (0, 1) without one."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _all_reduce(values: Tensor) -> Tensor:
-    """Sum over ranks (a no-op in a single process)."""
-    import torch.distributed as dist
-
-    if _world()[1] > 1:
-        dist.all_reduce(values)
-    return values
-
-
-def _average_gradients(net: nn.Module) -> None:
-    """Mean of every gradient over ranks (what DistributedDataParallel does, without its hooks: the
-    losses call submodules such as the pair head directly)."""
-    world = _world()[1]
-    if world == 1:
-        return
-    grads = [p.grad for p in net.parameters() if p.grad is not None]
-    if grads:
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        _all_reduce(flat).div_(world)
-        for g, chunk in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
-            g.copy_(chunk.view_as(g))
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if _world()[1] > 1:
-        dist.barrier()
-
-
-# ------------------------------------------------------------------------------------------------
 # Evaluation
 
 
@@ -263,13 +221,13 @@ def evaluate(net: nn.Module, lists: Sequence[RankedList], source: InputSource, w
     from tqdm import tqdm
 
     device = next(net.parameters()).device
-    rank, world = _world()
+    rank, n_ranks = world()
     was_training = net.training
     net.eval()
     heads = HEADS if weights.pairs else HEADS[:1]  # the pair head is only reported when it was trained
     counts = {f"{subset}/{head}": [0, 0] for subset in SUBSETS for head in heads}
     loss_sum, n_lists, monitor = 0.0, 0, "pairs" if weights.pairs else "scalar"
-    starts = list(range(0, len(lists), batch))[rank::world]
+    starts = list(range(0, len(lists), batch))[rank::n_ranks]
     for start in tqdm(starts, disable=not progress or rank > 0, desc="eval", unit="batch"):
         chunk = lists[start : start + batch]
         slabs, lengths, offsets = ranking_tensor(chunk, source)
@@ -293,8 +251,9 @@ def evaluate(net: nn.Module, lists: Sequence[RankedList], source: InputSource, w
                         counts[f"{subset}/{head}"][1] += 1
     net.train(was_training)
     keys = list(counts)
-    totals = _all_reduce(torch.tensor([loss_sum, n_lists, *(v for k in keys for v in counts[k])], dtype=torch.float64,
-                                      device=device if device.type == "cuda" else "cpu")).tolist()
+    totals = torch.tensor([loss_sum, n_lists, *(v for k in keys for v in counts[k])], dtype=torch.float64,
+                          device=device if device.type == "cuda" else "cpu")
+    totals = all_reduce_sum(totals).tolist()
     loss_sum, n_lists = totals[0], int(totals[1])
     counts = {k: (int(totals[2 + 2 * i]), int(totals[3 + 2 * i])) for i, k in enumerate(keys)}
     accuracy = {key: {"accuracy": c / n if n else None, "correct": c, "n": n, "ci95": _interval(c, n)}
@@ -385,7 +344,7 @@ def train(net: nn.Module, splits: Splits, source: InputSource, out_dir: str | Pa
     config = config or RewardTrainConfig()
     config.validate()
     splits.check(config.anchors)
-    rank, world = _world()
+    rank, n_ranks = world()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = weights_for(config.objective)
@@ -425,17 +384,17 @@ def train(net: nn.Module, splits: Splits, source: InputSource, out_dir: str | Pa
         state["seconds"] = time.monotonic() - started
         if rank == 0:
             _save_checkpoint(out_dir, net, optimizer, state)
-        _barrier()
+        barrier()
 
     net.train()
     while state["epoch"] < config.max_epochs and state["stopped"] is None:
         epoch = state["epoch"]
         lists = splits.lists("train", config.anchors, seed=train_anchor_seed(config, epoch))  # fresh anchors
         order = _epoch_order(len(lists), config.seed, epoch)
-        # a step takes world * batch lists, rank r the r-th batch of them (the last partial step is dropped
+        # a step takes n_ranks * batch lists, rank r the r-th batch of them (the last partial step is dropped
         # under torchrun, so every rank takes the same number of steps)
-        step_size = config.batch * world
-        n_steps = len(order) // step_size if world > 1 else math.ceil(len(order) / step_size)
+        step_size = config.batch * n_ranks
+        n_steps = len(order) // step_size if n_ranks > 1 else math.ceil(len(order) / step_size)
         batches = [order[i * step_size + rank * config.batch : i * step_size + (rank + 1) * config.batch]
                    for i in range(n_steps)]
         sums: dict[str, float] = {}
@@ -455,12 +414,12 @@ def train(net: nn.Module, splits: Splits, source: InputSource, out_dir: str | Pa
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(terms["total"]).backward()
-                _average_gradients(net)
+                average_gradients(net.parameters())
                 scaler.step(optimizer)
                 scaler.update()
             else:
                 terms["total"].backward()
-                _average_gradients(net)
+                average_gradients(net.parameters())
                 optimizer.step()
             for key, value in terms.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
