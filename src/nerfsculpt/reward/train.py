@@ -58,6 +58,7 @@ from nerfsculpt.reward.losses import (
     strength_loss,
     weights_for,
 )
+from nerfsculpt.runlog import RunLog, load_optimizer_tensors, optimizer_tensors
 
 log = logging.getLogger(__name__)
 
@@ -286,11 +287,7 @@ def _save_checkpoint(out_dir: Path, net: nn.Module, optimizer: torch.optim.Optim
     directory.mkdir(parents=True, exist_ok=True)
     write_atomic(directory / "model.safetensors", save({k: v.detach().cpu().contiguous()
                                                         for k, v in net.state_dict().items()}))
-    moments = {}
-    for i, p in enumerate(optimizer.param_groups[0]["params"]):
-        for key, value in optimizer.state.get(p, {}).items():
-            moments[f"{i}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    write_atomic(directory / "adam.safetensors", save(moments))
+    write_atomic(directory / "adam.safetensors", save(optimizer_tensors(optimizer)))
     write_atomic(directory / "state.json", (json.dumps(state, indent=2) + "\n").encode())
 
 
@@ -302,22 +299,8 @@ def _load_checkpoint(out_dir: Path, net: nn.Module, optimizer: torch.optim.Optim
         return None
     state = json.loads((directory / "state.json").read_text())
     net.load_state_dict(load_file(directory / "model.safetensors"))
-    moments = load_file(directory / "adam.safetensors")
-    device = next(net.parameters()).device
-    for i, p in enumerate(optimizer.param_groups[0]["params"]):
-        keys = {name.split(".", 1)[1] for name in moments if name.split(".", 1)[0] == str(i)}
-        if keys:
-            optimizer.state[p] = {key: moments[f"{i}.{key}"].to(device) for key in keys}
+    load_optimizer_tensors(optimizer, load_file(directory / "adam.safetensors"))
     return state
-
-
-def _tensorboard(out_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ValueError("TensorBoard logging needs the tensorboard package: pip install tensorboard "
-                         "(or nerfsculpt[tensorboard])") from None
-    return SummaryWriter(str(out_dir / "tensorboard"))
 
 
 def train_anchor_seed(config: RewardTrainConfig, epoch: int) -> int:
@@ -367,18 +350,10 @@ def train(net: nn.Module, splits: Splits, source: InputSource, out_dir: str | Pa
     val_lists = splits.lists("val", config.anchors, seed=config.seed)
     started = time.monotonic() - state["seconds"]
 
-    board = _tensorboard(out_dir) if config.tensorboard and rank == 0 else None
+    run_log = RunLog(log_path, out_dir / "tensorboard" if config.tensorboard else None, enabled=rank == 0)
 
     def write_log(record: dict) -> None:
-        if rank == 0:
-            with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-        if board is not None:
-            prefix = "train" if "total" in record else "val"
-            for key, value in record.items():
-                if key not in ("epoch", "step") and isinstance(value, int | float):
-                    board.add_scalar(f"{prefix}/{key}", value, state["step"])
-            board.flush()
+        run_log.write(record, state["step"], prefix="train/" if "total" in record else "val/")
 
     def checkpoint() -> None:
         state["seconds"] = time.monotonic() - started
@@ -461,6 +436,7 @@ def train(net: nn.Module, splits: Splits, source: InputSource, out_dir: str | Pa
     if state["stopped"] is None:
         state["stopped"] = f"reached max_epochs {config.max_epochs}"
         checkpoint()
+    run_log.close()
     net.load_state_dict(load_file(out_dir / "best.safetensors", device=str(device)))
     return {"best_epoch": state["best_epoch"], "best_val_loss": state["best_loss"], "epochs": state["epoch"],
             "steps": state["step"], "stopped": state["stopped"], "history": state["history"],
