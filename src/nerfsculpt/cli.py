@@ -4,7 +4,8 @@ Commands: ``convert`` (EG3D pickle -> safetensors), ``sample`` (per-seed geometr
 (configuration of a checkpoint, built-in generator or bank), ``synthetic dataset|fit|evaluate``
 (the synthetic benchmark: an EG3D dataset of procedural heads, fitting and measuring the built-in
 generator), ``prefs import|export|split|stats`` (preference databases), ``label new|serve`` (the
-labeling web app), ``study new|report`` (A/B user studies). Exit codes: 0 success, 2 bad usage or
+labeling web app), ``study new|report`` (A/B user studies), ``reward ...`` (reward models),
+``finetune`` (fine-tuning a generator with a reward). Exit codes: 0 success, 2 bad usage or
 input (one line saying what to do; ``--verbose`` adds the traceback), 1 an unexpected failure.
 
 This module imports neither torch nor numpy at import time, so ``nerfsculpt --help`` is instant;
@@ -679,6 +680,9 @@ def build_parser() -> argparse.ArgumentParser:
     from nerfsculpt.cli_reward import add_reward_commands
 
     add_reward_commands(subparsers, common)
+    from nerfsculpt.cli_finetune import add_finetune_command
+
+    add_finetune_command(subparsers, common)
     return parser
 
 
@@ -729,8 +733,9 @@ def _is_user_error(error: Exception) -> bool:
     sigma = sys.modules.get("nerfsculpt.geometry.sigma")
     prefs = sys.modules.get("nerfsculpt.preferences.store")
     reward = sys.modules.get("nerfsculpt.reward.bundle")
+    tune = sys.modules.get("nerfsculpt.finetune.config")
     types = tuple(t for t in (getattr(module, "CheckpointError", None), getattr(bank, "BankError", None),
                               getattr(sigma, "NonFiniteSigmaError", None), getattr(prefs, "PreferenceError", None),
-                              getattr(reward, "BundleError", None))
+                              getattr(reward, "BundleError", None), getattr(tune, "FinetuneError", None))
                   if t is not None)
     return bool(types) and isinstance(error, types)

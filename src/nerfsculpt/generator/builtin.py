@@ -161,6 +161,20 @@ def _live_config(G: TriPlaneGenerator) -> dict[str, Any]:
     return config
 
 
+def checkpoint_kind(path: Path) -> str:
+    """'converted' for a directory (or its config.json) made by nerfsculpt, else 'eg3d-pickle'."""
+    return "converted" if path.is_dir() or path.suffix == ".json" else "eg3d-pickle"
+
+
+def describe_generator(G: TriPlaneGenerator, spec: str, path: Path | None, network: str = "G_ema") -> GeneratorInfo:
+    """The :class:`GeneratorInfo` of a generator loaded from ``path`` (None for a built-in named ``spec``)."""
+    if path is None:
+        return GeneratorInfo(spec=spec, kind="builtin", network=network, fingerprint=generator_fingerprint(G),
+                             config=_live_config(G), description=BUILTIN_GENERATORS[spec].description)
+    return GeneratorInfo(spec=spec, kind=checkpoint_kind(path), network=network, fingerprint=generator_fingerprint(G),
+                         config=_live_config(G), path=str(path.resolve()))
+
+
 def resolve_generator(
     spec: str, device: str | torch.device = "cpu", network: str = "G_ema"
 ) -> tuple[TriPlaneGenerator, GeneratorInfo]:
@@ -169,12 +183,18 @@ def resolve_generator(
     Raises ``CheckpointError`` with what to do next when ``spec`` names neither.
     """
     if spec in BUILTIN_GENERATORS:
-        builtin = BUILTIN_GENERATORS[spec]
-        G = builtin.build().eval().requires_grad_(False)
-        info = GeneratorInfo(spec=spec, kind="builtin", network=network, fingerprint=generator_fingerprint(G),
-                             config=_live_config(G), description=builtin.description)
-        return G.to(device), info
+        G = BUILTIN_GENERATORS[spec].build().eval().requires_grad_(False)
+        return G.to(device), describe_generator(G, spec, None, network)
 
+    path = checkpoint_path(spec)
+    from nerfsculpt.generator.checkpoint import load_generator
+
+    G = load_generator(path, device="cpu", network=network)
+    return G.to(device), describe_generator(G, spec, path, network)
+
+
+def checkpoint_path(spec: str) -> Path:
+    """``spec`` as an existing path; CheckpointError saying what ``--generator`` accepts otherwise."""
     path = Path(spec).expanduser()
     if not path.exists():
         names = ", ".join(sorted(BUILTIN_GENERATORS))
@@ -182,10 +202,4 @@ def resolve_generator(
             f"--generator {spec!r}: no such file or directory, and not a built-in generator ({names}); "
             "pass an EG3D .pkl, a directory made by 'nerfsculpt convert', or a built-in name"
         )
-    from nerfsculpt.generator.checkpoint import load_generator
-
-    kind = "converted" if path.is_dir() or path.suffix == ".json" else "eg3d-pickle"
-    G = load_generator(path, device="cpu", network=network)
-    info = GeneratorInfo(spec=spec, kind=kind, network=network, fingerprint=generator_fingerprint(G),
-                         config=_live_config(G), path=str(path.resolve()))
-    return G.to(device), info
+    return path

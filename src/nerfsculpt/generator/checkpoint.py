@@ -280,12 +280,14 @@ def save_network(
     G_ema: TriPlaneGenerator | None = None,
     meta: dict[str, Any] | None = None,
     overwrite: bool = False,
+    extra_files: dict[str, bytes] | None = None,
 ) -> Path:
     """Save networks in nerfsculpt's format, readable by :func:`load_network`. Returns `out_dir`.
 
     G and G_ema must share one configuration. The generator's current `neural_rendering_resolution`
     and `rendering_kwargs` are saved, as EG3D's pickles do. `meta` (JSON-serialisable) is stored
-    under `meta` in config.json. The directory appears atomically, complete or not at all.
+    under `meta` in config.json. `extra_files` ({name: bytes}) are written into the same directory
+    (e.g. a training run's optimiser state). The directory appears atomically, complete or not at all.
     """
     from safetensors.torch import save_file
 
@@ -311,11 +313,17 @@ def save_network(
         "meta": meta or {},
     }
     config_text = json.dumps(config, indent=2) + "\n"  # fails before anything is written
+    reserved = {CONFIG_FILE, *(f"{name}.safetensors" for name in networks)}
+    for name in extra_files or {}:
+        if name in reserved or Path(name).name != name:
+            raise ValueError(f"extra file name {name!r} is reserved or not a plain file name")
 
     with atomic_directory(out_dir, overwrite, error=CheckpointError) as staging:
         for name, module in networks.items():
             save_file(_tensors_for_saving(module.state_dict()), staging / f"{name}.safetensors",
                       metadata={"format": "pt"})
+        for name, data in (extra_files or {}).items():
+            (staging / name).write_bytes(data)
         (staging / CONFIG_FILE).write_text(config_text)
     return out_dir
 

@@ -1,0 +1,103 @@
+"""The paper's geometry terms of a batch: lambda_r L_r + lambda_c L_c (Eq. 6-7; reference_method.md §5.3-5.4).
+
+For each latent z, at the canonical camera with constant noise:
+
+- reward: ws at psi ``reward_psi`` (1.0) -> tri-planes (one backbone pass) -> raw sigma on the reward
+  slab, decoded in checkpointed chunks (``geometry.sigma.reward_slab(differentiable=True)``) -> the
+  bundle's input transform (min-max 0-100, differentiable, (Z, Y, X)) -> r -> -clamp(r, -10, 10);
+- consistency: ws at psi ``consistency_psi`` (0.7) -> tri-planes (shared with the reward's when the two
+  psi are equal) -> raw sigma on the full 64^3 cube of the live G and of the frozen pretrained G_ema
+  -> mean |difference|.
+
+The reference re-ran mapping + backbone for each of three 1M-point chunks of the slab and kept every
+chunk's full decoder graph (§5.3); here the backbone runs once per latent and truncation and the
+decoder activations of a chunk are recomputed in the backward pass (``benchmarks/finetune_step.py``).
+
+Example::
+
+    terms = GeometryTerms(config, bundle, G_old)
+    loss, stats = terms(G, z)        # z [N, z_dim] -> scalar loss, {'reward': [N], 'L_r': .., 'L_c': ..}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nerfsculpt.camera import canonical_camera
+from nerfsculpt.finetune.config import FinetuneConfig
+from nerfsculpt.finetune.losses import clamped_reward_loss, sigma_consistency_loss
+from nerfsculpt.geometry.sigma import reward_slab, sigma_grid
+from nerfsculpt.reward.bundle import RewardBundle
+from nerfsculpt.reward.sigma_net import sigma_input
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+
+
+def sigma_autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """The decoder dtype of the reward slab for ``FinetuneConfig.sigma_autocast`` on ``device``."""
+    if setting == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return AUTOCAST_DTYPES[setting]
+
+
+class GeometryTerms:
+    """lambda_r L_r + lambda_c L_c of a batch of latents; the reward network and G_old stay frozen."""
+
+    def __init__(self, config: FinetuneConfig, reward: RewardBundle | None, G_old: nn.Module):
+        if config.lambda_r > 0 and reward is None:
+            raise ValueError("lambda_r > 0 needs a reward bundle")
+        self.config = config
+        self.reward = reward
+        self.G_old = G_old.eval().requires_grad_(False)
+        if reward is not None:
+            reward.model.eval().requires_grad_(False)
+            box_warp = float(G_old.rendering_kwargs["box_warp"])
+            self.spec = dataclasses.replace(reward.extraction.slab_spec, cube_length=box_warp)
+
+    @property
+    def active(self) -> bool:
+        return self.config.lambda_r > 0 or self.config.lambda_c > 0
+
+    def _ws(self, G: nn.Module, z: Tensor, psi: float) -> Tensor:  # [N, z_dim] -> [N, num_ws, w_dim]
+        c = canonical_camera(device=z.device).expand(len(z), -1)  # (N, 25)
+        return G.mapping(z, c, truncation_psi=psi, truncation_cutoff=self.config.truncation_cutoff)
+
+    def rewards(self, G: nn.Module, planes: Tensor) -> Tensor:  # [N, 3, C, H, W] -> [N], differentiable
+        """The reward of each latent's sigma slab, with gradients to the planes and G's decoder."""
+        ext = self.reward.extraction
+        dtype = sigma_autocast_dtype(self.config.sigma_autocast, planes.device)
+        slab = reward_slab(G, None, self.spec, chunk_points=self.config.chunk_points, differentiable=True,
+                           checkpoint=True, eg3d_grid=ext.eg3d_grid, autocast_dtype=dtype, planes=planes)
+        # slab: (N, X, Y, Z) raw sigma
+        return self.reward.model(sigma_input(slab)).reshape(len(planes))  # (N,)
+
+    def __call__(self, G: nn.Module, z: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        """(lambda_r L_r + lambda_c L_c, statistics) for latents ``z`` [N, z_dim] of the live generator ``G``."""
+        cfg = self.config
+        noise = self.reward.extraction.noise_mode if self.reward is not None else "const"
+        loss = z.new_zeros(())
+        stats: dict[str, Any] = {}
+        planes = None
+        if cfg.lambda_r > 0:
+            planes = G.planes(self._ws(G, z, cfg.reward_psi), noise_mode=noise)  # (N, 3, C, H, W)
+            rewards = self.rewards(G, planes)
+            loss_r = clamped_reward_loss(rewards, cfg.lambda_r, cfg.reward_clamp)
+            loss = loss + loss_r
+            stats.update(reward=rewards.detach(), L_r=float(loss_r.detach()) / cfg.lambda_r)
+        if cfg.lambda_c > 0:
+            if planes is None or cfg.consistency_psi != cfg.reward_psi:
+                planes = G.planes(self._ws(G, z, cfg.consistency_psi), noise_mode="const")  # (N, 3, C, H, W)
+            new = sigma_grid(G, None, cfg.consistency_resolution, chunk_points=cfg.chunk_points,
+                             differentiable=True, checkpoint=True, planes=planes)  # (N, R, R, R)
+            with torch.no_grad():
+                old = sigma_grid(self.G_old, self._ws(self.G_old, z, cfg.consistency_psi),
+                                 cfg.consistency_resolution, chunk_points=cfg.chunk_points)
+            old = old.clone()  # a normal tensor: sigma_grid ran in inference mode
+            loss_c = sigma_consistency_loss(new, old, cfg.lambda_c)
+            loss = loss + loss_c
+            stats["L_c"] = float(loss_c.detach()) / cfg.lambda_c
+        return loss, stats

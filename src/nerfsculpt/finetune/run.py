@@ -1,0 +1,215 @@
+"""A fine-tuning run end to end: check every input, set up or resume the run directory, train, snapshot.
+
+    summary = finetune(FinetuneConfig(kimg=2, batch=8, data_free=True), "synthetic", "runs/reward/bundle",
+                       "runs/tune", device=torch.device("cpu"))
+
+Every input is checked before anything is written (reward representation and generator, dataset
+resolution and labels, batch arithmetic). The run directory layout is in ``finetune.snapshot``;
+``log.jsonl`` gets one record per tick (losses, kimg/s, train-batch reward and clamp rate, the
+trajectory seeds' reward statistics).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nerfsculpt.atomic import write_atomic
+from nerfsculpt.distributed import barrier, world
+from nerfsculpt.finetune.config import FinetuneConfig, FinetuneError, batch_plan
+from nerfsculpt.finetune.data import DatasetImages, RealImages, RenderedImages, read_labels
+from nerfsculpt.finetune.loop import FineTuner, run_loop
+from nerfsculpt.finetune.monitor import image_grid, reward_trajectory, tick_meshes
+from nerfsculpt.finetune.snapshot import latest_snapshot, load_snapshot, load_start, new_discriminator, save_snapshot
+from nerfsculpt.reward.bundle import BundleError, RewardBundle, load_bundle
+from nerfsculpt.runlog import RunLog
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+PRETRAINED_DIR = "pretrained"
+RESUMABLE_CHANGES = ("kimg", "snapshot_ticks", "max_bad_steps", "tensorboard")
+"""Settings a resumed run may change (the rest must equal the saved configuration)."""
+GENERATOR_KEYS = ("img_resolution", "plane_resolution", "box_warp")
+
+
+def load_reward(path: str | Path, device: torch.device) -> RewardBundle:
+    """A sigma-slab reward bundle; FinetuneError for any other kind."""
+    try:
+        return load_bundle(path, device=device, representation="sigma_slab")
+    except BundleError as error:
+        raise FinetuneError(f"--reward: {error}; fine-tuning differentiates through sigma, so it needs a "
+                            f"sigma_slab reward ('nerfsculpt reward train' default)") from None
+
+
+def generator_record(G: nn.Module) -> dict[str, Any]:
+    """What a reward needs to know of the generator it was trained on (stored in reward bundles)."""
+    return {"img_resolution": int(G.img_resolution), "plane_resolution": int(G.config.plane_resolution),
+            "box_warp": float(G.rendering_kwargs["box_warp"])}
+
+
+def check_reward_generator(reward: RewardBundle, G: nn.Module, allow_mismatch: bool = False) -> None:
+    """FinetuneError if the bundle records a generator whose sizes differ from ``G``'s."""
+    trained_on = reward.config.get("generator")
+    if not trained_on or allow_mismatch:
+        return
+    ours = generator_record(G)
+    differ = {k: (trained_on.get(k), ours[k]) for k in GENERATOR_KEYS if k in trained_on and trained_on[k] != ours[k]}
+    if differ:
+        text = ", ".join(f"{k} {a} (reward) vs {b} (generator)" for k, (a, b) in differ.items())
+        raise FinetuneError(f"the reward was trained on sigma of another kind of generator: {text}; train a reward "
+                            f"on this generator's samples, or pass --allow-reward-mismatch if you mean it")
+
+
+def _check_resume(run: Path, config: FinetuneConfig, resume: bool) -> dict[str, Any] | None:
+    """The saved configuration of ``run`` if resuming; FinetuneError if the directory cannot be used."""
+    saved_path = run / CONFIG_FILE
+    if not run.exists() or (run.is_dir() and not any(run.iterdir())):
+        return None
+    if not run.is_dir():
+        raise FinetuneError(f"--out {run} exists and is not a directory")
+    if not saved_path.is_file():
+        raise FinetuneError(f"--out {run} is not empty and holds no fine-tuning run; choose another directory")
+    if not resume:
+        raise FinetuneError(f"--out {run} already holds a run; pass --resume to continue it, or choose another --out")
+    saved = json.loads(saved_path.read_text())
+    old, new = saved["config"], config.to_dict()
+    differ = sorted(k for k in new if k not in RESUMABLE_CHANGES and json.dumps(old.get(k)) != json.dumps(new[k]))
+    if differ:
+        raise FinetuneError(f"--resume with settings that differ from the run's ({', '.join(differ)}); resume with "
+                            f"the saved settings (RUN/config.json) or start a new --out; only "
+                            f"{', '.join(RESUMABLE_CHANGES)} may change")
+    return saved
+
+
+def real_images(config: FinetuneConfig, G_old: nn.Module) -> RealImages:
+    if config.data_free:
+        labels = read_labels(config.labels) if config.labels is not None else None
+        return RenderedImages(G_old, labels)
+    return DatasetImages(config.data)
+
+
+def describe(config: FinetuneConfig, generator: str, reward: str | None, world_size: int = 1) -> dict[str, Any]:
+    """The resolved configuration and batch arithmetic (what ``--dry-run`` prints; no file is read)."""
+    config.validate()
+    plan = batch_plan(config, world_size)
+    return {"generator": generator, "reward": reward, "config": config.to_dict(), "plan": plan.to_dict(),
+            "summary": f"{config.kimg:g} kimg at batch {config.batch} = {plan.iterations:,} iterations = "
+                       f"{plan.images:,} images per phase; {plan.world_size} process(es) x {plan.accumulation} "
+                       f"micro-batch(es) of {plan.micro_batch}; a tick every {plan.iterations_per_tick} iterations "
+                       f"({plan.ticks} ticks after tick 0)"}
+
+
+def finetune(config: FinetuneConfig, generator: str, reward_path: str | Path | None, out: str | Path,
+             device: torch.device, resume: bool = False, progress: bool = True,
+             allow_reward_mismatch: bool = False) -> dict[str, Any]:
+    """Fine-tune ``generator`` with the reward bundle at ``reward_path`` into the run directory ``out``."""
+    run = Path(out)
+    rank, world_size = world()
+    description = describe(config, generator, str(reward_path) if reward_path else None, world_size)
+    if config.lambda_r > 0 and reward_path is None:
+        raise FinetuneError("lambda_r > 0 needs --reward (a sigma_slab reward bundle); for a control run pass "
+                            "--lambda-r 0")
+    saved = _check_resume(run, config, resume)
+
+    # ---- every input, before anything is written
+    start = load_start(generator, device, config.discriminator)
+    reward = load_reward(reward_path, device) if reward_path is not None else None
+    if reward is not None:
+        check_reward_generator(reward, start.G_ema, allow_reward_mismatch)
+    pretrained = run / PRETRAINED_DIR
+    if saved is not None and (pretrained / CONFIG_FILE).is_file():
+        from nerfsculpt.generator.checkpoint import load_generator
+
+        G_old = load_generator(pretrained, device)
+    else:
+        G_old = copy.deepcopy(start.G_ema).eval().requires_grad_(False)
+    real = real_images(config, G_old)
+    real.check(start.G)
+    D = start.D if start.D is not None else new_discriminator(start.G, config.seed, device)
+    notes = start.notes + ([] if start.D is not None else ["the checkpoint has no discriminator: built a new one"])
+    tuner = FineTuner(config, start.G, start.G_ema, D, G_old, reward, real, device)
+
+    # ---- the run directory
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        if saved is None:
+            from nerfsculpt.generator.checkpoint import save_network
+
+            save_network(pretrained, G_ema=G_old, meta={"generator": start.info.to_dict()}, overwrite=True)
+        record = {**description, "generator_info": start.info.to_dict(), "data": real.description, "notes": notes,
+                  "optimizers": tuner.optimizer_settings(), "world_size": world_size,
+                  "reward_config": reward.config if reward is not None else None}
+        write_atomic(run / CONFIG_FILE, (json.dumps(record, indent=2, default=str) + "\n").encode())
+    barrier()
+    snapshot = latest_snapshot(run) if saved is not None else None
+    if snapshot is not None:
+        tuner.load_state(load_snapshot(snapshot, tuner.G, tuner.G_ema, tuner.D, tuner.optimizers))
+        log.info("resuming %s at iteration %d (%.1f kimg)", run, tuner.state.iteration, tuner.state.nimg / 1000)
+    if rank == 0:  # the log restarts from the snapshot's history: ticks after it are done again
+        lines = "".join(json.dumps(record) + "\n" for record in tuner.state.history)
+        write_atomic(run / "log.jsonl", lines.encode())
+    for note in notes:
+        log.info("%s", note)
+    log.info("fine-tuning %s: %s; real images: %s", generator, description["summary"], real.description)
+
+    with RunLog(run / "log.jsonl", run / "tensorboard" if config.tensorboard else None, enabled=rank == 0) as run_log:
+        def on_tick(tuner: FineTuner, tick: int) -> None:
+            record = _tick_record(tuner, tick, reward, run, progress)
+            if rank == 0:
+                tuner.state.history.append(record)
+                run_log.write(record, step=tuner.state.nimg)
+                log.info("tick %d: %s", tick, _short(record))
+                final = tuner.state.iteration >= tuner.plan.iterations
+                if tick > 0 and (final or tick % config.snapshot_ticks == 0):
+                    save_snapshot(run, tuner.state.iteration, tuner.G, tuner.G_ema, tuner.D, tuner.optimizers,
+                                  tuner.state_dict())
+
+        if tuner.state.iteration == 0 and tuner.state.tick == 0:
+            on_tick(tuner, 0)
+        state = run_loop(tuner, run, on_tick, progress=progress)
+    summary = {"run": str(run), "iterations": state.iteration, "kimg": state.nimg / 1000, "ticks": state.tick,
+               "skipped_steps": state.skipped, "seconds": round(state.seconds, 1),
+               "latest_snapshot": str(latest_snapshot(run)) if rank == 0 else None,
+               "first_tick": state.history[0] if state.history else None,
+               "last_tick": state.history[-1] if state.history else None}
+    if rank == 0:
+        write_atomic(run / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    barrier()
+    return summary
+
+
+def _tick_record(tuner: FineTuner, tick: int, reward: RewardBundle | None, run: Path, progress: bool) -> dict[str, Any]:
+    """Losses since the last tick (all processes) and, on rank 0, the trajectory, image grid and meshes."""
+    cfg, state = tuner.config, tuner.state
+    record: dict[str, Any] = {"tick": tick, "iteration": state.iteration, "kimg": state.nimg / 1000,
+                              "seconds": round(state.seconds, 2),
+                              "kimg_per_s": state.nimg / 1000 / state.seconds if state.seconds > 0 else 0.0,
+                              "skipped_steps": state.skipped, **tuner.tick_means()}
+    if tuner.rank != 0:
+        return record
+    if reward is not None and cfg.trajectory_seeds:
+        record.update(reward_trajectory(run, tick, reward, tuner.G_ema, cfg.trajectory_seeds, cfg.reward_clamp))
+    if cfg.image_seeds:
+        image_grid(run, tick, tuner.G_ema, cfg.image_seeds)
+    if cfg.mesh_seeds:
+        tick_meshes(run, tick, tuner.G_ema, cfg.mesh_seeds, cfg.mesh_resolution)
+    return record
+
+
+def _short(record: dict[str, Any]) -> str:
+    keys = ("kimg", "kimg_per_s", "loss/G_gan", "loss/D_gan", "loss/L_r", "loss/L_c", "traj_reward_mean")
+    return ", ".join(f"{k} {record[k]:.4g}" for k in keys if k in record)
+
+
+def load_run_config(run: str | Path) -> FinetuneConfig:
+    """The FinetuneConfig saved in a run directory."""
+    data = json.loads((Path(run) / CONFIG_FILE).read_text())
+    return FinetuneConfig.from_dict({k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()})
+

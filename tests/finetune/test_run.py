@@ -1,0 +1,143 @@
+"""Whole runs on the tiny random generator: outputs, resume equivalence, crash-safe snapshots, bad inputs."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nerfsculpt.finetune.config import FinetuneError
+from nerfsculpt.finetune.run import finetune
+from nerfsculpt.finetune.snapshot import latest_snapshot, save_snapshot
+from nerfsculpt.generator.builtin import resolve_generator
+from tests.finetune.conftest import tiny_run
+
+CPU = torch.device("cpu")
+
+
+def test_a_run_writes_logs_trajectories_grids_and_loadable_snapshots(tiny_reward_path, tmp_path):
+    summary = finetune(tiny_run(snapshot_ticks=1), "tiny-random", tiny_reward_path, tmp_path / "run", CPU,
+                       progress=False)
+    run = tmp_path / "run"
+    assert summary["iterations"] == 4 and summary["ticks"] == 2 and summary["skipped_steps"] == 0
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["tick"] for r in records] == [0, 1, 2]
+    assert {"loss/G_gan", "loss/D_gan", "loss/L_r", "loss/L_c", "reward/train_clamp_rate", "kimg_per_s",
+            "traj_reward_mean", "traj_clamp_rate"} <= set(records[1])
+    assert sorted(p.name for p in (run / "rewards").iterdir()) == [f"tick-00000{k}.csv" for k in range(3)]
+    assert (run / "rewards" / "tick-000002.csv").read_text().splitlines()[0] == "seed,reward"
+    assert len((run / "images").glob("tick-*.png").__iter__().__next__().name) > 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["plan"]["iterations"] == 4 and config["optimizers"]["G"]["lr"] == pytest.approx(0.002)
+    assert latest_snapshot(run).name == "0000004" and (run / "snapshots" / "0000002").is_dir()
+    G, info = resolve_generator(str(latest_snapshot(run)))  # any command can take the snapshot as --generator
+    assert info.kind == "converted" and G.img_resolution == 64
+
+
+def _weights(snapshot):
+    return {name: load_file(snapshot / f"{name}.safetensors") for name in ("G", "G_ema", "D")}
+
+
+def test_an_interrupted_and_resumed_run_ends_where_an_uninterrupted_one_does(tiny_reward_path, tmp_path):
+    finetune(tiny_run(), "tiny-random", tiny_reward_path, tmp_path / "straight", CPU, progress=False)
+    finetune(tiny_run(kimg=0.008), "tiny-random", tiny_reward_path, tmp_path / "resumed", CPU, progress=False)
+    with pytest.raises(FinetuneError, match="pass --resume"):
+        finetune(tiny_run(), "tiny-random", tiny_reward_path, tmp_path / "resumed", CPU, progress=False)
+    with pytest.raises(FinetuneError, match="differ from the run's \\(lambda_r\\)"):
+        finetune(tiny_run(lambda_r=1.0), "tiny-random", tiny_reward_path, tmp_path / "resumed", CPU, resume=True,
+                 progress=False)
+    finetune(tiny_run(), "tiny-random", tiny_reward_path, tmp_path / "resumed", CPU, resume=True, progress=False)
+    straight, resumed = (latest_snapshot(tmp_path / name) for name in ("straight", "resumed"))
+    assert straight.name == resumed.name == "0000004"
+    a, b = _weights(straight), _weights(resumed)
+    for name in a:
+        for key in a[name]:
+            assert torch.equal(a[name][key], b[name][key]), (name, key)  # bitwise: every draw is (seed, iteration)
+    optim_a, optim_b = (load_file(s / "optimizer.safetensors") for s in (straight, resumed))
+    assert optim_a.keys() == optim_b.keys() and all(torch.equal(optim_a[k], optim_b[k]) for k in optim_a)
+    log_a, log_b = ((tmp_path / n / "log.jsonl").read_text().splitlines() for n in ("straight", "resumed"))
+    assert [json.loads(x)["tick"] for x in log_b] == [0, 1, 2]
+    strip = ("seconds", "kimg_per_s")
+    assert [{k: v for k, v in json.loads(x).items() if k not in strip} for x in log_a] == [
+        {k: v for k, v in json.loads(x).items() if k not in strip} for x in log_b]
+
+
+def test_an_interrupted_snapshot_write_never_leaves_a_corrupt_latest(tiny_reward_path, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    run = tmp_path / "run"
+    finetune(tiny_run(kimg=0.008), "tiny-random", tiny_reward_path, run, CPU, progress=False)
+    before = latest_snapshot(run)
+    G, _ = resolve_generator("tiny-random")
+    real_save = safetensors.torch.save_file
+    calls = []
+
+    def dying_save(*args, **kwargs):  # the process dies after the first network file
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", dying_save)
+    from nerfsculpt.finetune.snapshot import new_discriminator
+
+    with pytest.raises(KeyboardInterrupt):
+        save_snapshot(run, 999, G, G, new_discriminator(G, 0, CPU), {}, {"iteration": 999})
+    assert latest_snapshot(run) == before
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == [before.name]  # no partial snapshot
+    resolve_generator(str(before))
+
+
+def _edit_bundle(src, dst, change):
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    change(config)
+    (dst / "config.json").write_text(json.dumps(config))
+    return dst
+
+
+def test_bad_inputs_fail_before_anything_is_written(tiny_reward_path, tmp_path):
+    out = tmp_path / "run"
+    depth = _edit_bundle(tiny_reward_path, tmp_path / "depth",
+                         lambda c: c["extraction"].update(representation="depth_single"))
+    with pytest.raises(FinetuneError, match="needs a sigma_slab reward"):
+        finetune(tiny_run(), "tiny-random", depth, out, CPU, progress=False)
+    other = _edit_bundle(tiny_reward_path, tmp_path / "other",
+                         lambda c: c.update(generator={"img_resolution": 512, "plane_resolution": 256, "box_warp": 1}))
+    with pytest.raises(FinetuneError, match="img_resolution 512 \\(reward\\) vs 64"):
+        finetune(tiny_run(), "tiny-random", other, out, CPU, progress=False)
+    labels = tmp_path / "dataset.json"
+    labels.write_text(json.dumps({"labels": [["a.png", [0.0] * 16]]}))
+    with pytest.raises(FinetuneError, match="25 numbers"):
+        finetune(tiny_run(labels=str(labels)), "tiny-random", tiny_reward_path, out, CPU, progress=False)
+    from nerfsculpt.synthetic.dataset import write_dataset
+
+    zip_path = write_dataset(tmp_path / "d.zip", n=2, resolution=32, seed=0, progress=False)
+    with pytest.raises(FinetuneError, match="32x32 images, the generator makes 64x64"):
+        finetune(tiny_run(data_free=False, data=str(zip_path)), "tiny-random", tiny_reward_path, out, CPU,
+                 progress=False)
+    with pytest.raises(FinetuneError, match="needs --reward"):
+        finetune(tiny_run(), "tiny-random", None, out, CPU, progress=False)
+    with pytest.raises(FinetuneError, match="micro_batch 3 does not divide"):
+        finetune(tiny_run(micro_batch=3), "tiny-random", tiny_reward_path, out, CPU, progress=False)
+    assert not out.exists()
+    # the mismatch check can be overridden when meant
+    finetune(tiny_run(kimg=0.004), "tiny-random", other, out, CPU, progress=False, allow_reward_mismatch=True)
+
+
+def test_a_control_run_needs_no_reward_and_keeps_the_consistency_term(tmp_path):
+    summary = finetune(tiny_run(lambda_r=0, kimg=0.008), "tiny-random", None, tmp_path / "control", CPU,
+                       progress=False)
+    assert "loss/L_c" in summary["last_tick"] and "loss/L_r" not in summary["last_tick"]
+    assert not (tmp_path / "control" / "rewards").exists()
+
+
+def test_training_on_a_dataset_zip(tiny_reward_path, tmp_path):
+    from nerfsculpt.synthetic.dataset import write_dataset
+
+    zip_path = write_dataset(tmp_path / "d.zip", n=4, resolution=64, seed=0, progress=False)
+    summary = finetune(tiny_run(data_free=False, data=str(zip_path), kimg=0.008), "tiny-random", tiny_reward_path,
+                       tmp_path / "run", CPU, progress=False)
+    assert summary["iterations"] == 2 and "D/real_logit" in summary["last_tick"]
+    assert "dataset" in json.loads((tmp_path / "run" / "config.json").read_text())["data"]
