@@ -19,13 +19,17 @@ def tiny_run(**changes) -> FinetuneConfig:
     return dataclasses.replace(TINY_RUN, **changes)
 
 
+def write_tiny_reward(path):
+    """A tiny sigma_slab reward bundle (random weights, seed 0) on 32^3 slabs at ``path``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = SigmaRewardNet(TINY_SIGMA)
+    return save_bundle(path, net, Extraction(slab=dataclasses.asdict(SMALL_SLAB)))
+
+
 @pytest.fixture(scope="session")
 def tiny_reward_path(tmp_path_factory):
-    """A tiny sigma_slab reward bundle (random weights) on 32^3 slabs."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("reward") / "bundle"
-    save_bundle(path, SigmaRewardNet(TINY_SIGMA), Extraction(slab=dataclasses.asdict(SMALL_SLAB)))
-    return path
+    return write_tiny_reward(tmp_path_factory.mktemp("reward") / "bundle")
 
 
 def make_tuner(config: FinetuneConfig, reward_model: torch.nn.Module | None = None):
@@ -49,5 +53,9 @@ def make_tuner(config: FinetuneConfig, reward_model: torch.nn.Module | None = No
 class Fullness(torch.nn.Module):
     """A reward that prefers fuller sigma slabs: r = (mean of the 0-100 normalised slab - 50) / 5."""
 
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(0.2))  # frozen by fine-tuning like any reward's weights
+
     def forward(self, x):  # [N, 1, Z, Y, X] -> [N]
-        return (x.mean(dim=(1, 2, 3, 4)) - 50) / 5
+        return (x.mean(dim=(1, 2, 3, 4)) - 50) * self.scale

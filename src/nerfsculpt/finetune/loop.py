@@ -268,9 +268,22 @@ class FineTuner:
         self._reals = None
         if "Greward" in self.optimizers:
             self._phase("Greward", self.G, self.optimizers["Greward"], self._greward_loss, 1)
+        self._average_buffers()
         self.update_ema()
         self.state.iteration += 1
         self.state.nimg += cfg.batch
+
+    @torch.no_grad()
+    def _average_buffers(self) -> None:
+        """Average G's tracked buffers (w_avg) over processes, so that every rank holds the same generator.
+
+        Each rank updates w_avg from its own fakes; EG3D leaves them apart and saves rank 0's.
+        """
+        if self.world_size == 1:
+            return
+        for buffer in self.G.buffers():
+            if buffer.is_floating_point():
+                all_reduce_sum(buffer).div_(self.world_size)
 
     @torch.no_grad()
     def update_ema(self) -> None:

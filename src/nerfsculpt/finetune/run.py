@@ -27,6 +27,7 @@ from nerfsculpt.finetune.data import DatasetImages, RealImages, RenderedImages, 
 from nerfsculpt.finetune.loop import FineTuner, run_loop
 from nerfsculpt.finetune.monitor import image_grid, reward_trajectory, tick_meshes
 from nerfsculpt.finetune.snapshot import latest_snapshot, load_snapshot, load_start, new_discriminator, save_snapshot
+from nerfsculpt.generator.builtin import generator_fingerprint
 from nerfsculpt.reward.bundle import BundleError, RewardBundle, load_bundle
 from nerfsculpt.runlog import RunLog
 
@@ -176,6 +177,7 @@ def finetune(config: FinetuneConfig, generator: str, reward_path: str | Path | N
         state = run_loop(tuner, run, on_tick, progress=progress)
     summary = {"run": str(run), "iterations": state.iteration, "kimg": state.nimg / 1000, "ticks": state.tick,
                "skipped_steps": state.skipped, "seconds": round(state.seconds, 1),
+               "G_ema_fingerprint": generator_fingerprint(tuner.G_ema),
                "latest_snapshot": str(latest_snapshot(run)) if rank == 0 else None,
                "first_tick": state.history[0] if state.history else None,
                "last_tick": state.history[-1] if state.history else None}
