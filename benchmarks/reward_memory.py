@@ -28,13 +28,12 @@ import os
 import subprocess
 import sys
 
+from _measure import peak_mib, timed_steps
+
 INPUTS = {"slab": (129, 141, 128), "cube": (256, 256, 256)}
 
 
 def _child(shape: tuple[int, int, int], checkpointing: bool, device: str, precision: str, steps: int) -> dict:
-    import resource
-    import time
-
     import torch
 
     from nerfsculpt.reward.sigma_net import SigmaRewardNet
@@ -44,23 +43,18 @@ def _child(shape: tuple[int, int, int], checkpointing: bool, device: str, precis
     net.checkpointing = checkpointing
     x = torch.rand(1, 1, *shape, device=device) * 100
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    times = []
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    for _ in range(steps):
-        start = time.perf_counter()
+
+    def step() -> None:
         with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
             reward = net(x)
         reward.sum().backward()
         net.zero_grad(set_to_none=True)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    if device.startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
-    return {"peak_mib": peak, "step_s": min(times)}
+
+    step_s = timed_steps(step, device, steps)
+    peak = peak_mib(device)
+    return {"peak_mib": peak, "step_s": step_s}
 
 
 def _idle() -> dict:

@@ -79,6 +79,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 _CONFIG_OPTIONS = (
     "kimg", "batch", "micro_batch", "seed", "lambda_r", "lambda_c", "reward_clamp", "reward_psi", "consistency_psi",
     "consistency_resolution", "truncation_cutoff", "reward_step", "reward_lr", "chunk_points", "sigma_autocast",
+    "reward_checkpointing",
     "g_lr", "d_lr", "r1_gamma", "g_reg_interval", "d_reg_interval", "lazy_gain", "density_reg",
     "density_reg_points", "density_reg_perturbation", "pose_swap_prob", "ema_kimg", "data", "data_free", "labels",
     "discriminator", "tick_kimg", "snapshot_ticks", "trajectory_seeds", "image_seeds", "mesh_seeds",
@@ -141,6 +142,8 @@ def add_finetune_command(subparsers, common: argparse.ArgumentParser) -> None:
                        help="one generator objective (paper) or a separate Adam step (reference)")
     terms.add_argument("--reward-lr", type=float, default=d.reward_lr, help="lr of the separate reward step")
     terms.add_argument("--chunk-points", type=int, default=d.chunk_points, help="decoder points per chunk")
+    terms.add_argument("--no-reward-checkpointing", dest="reward_checkpointing", action="store_false",
+                       help="keep the reward network's activations (faster, about twice the memory)")
     terms.add_argument("--sigma-autocast", choices=("auto", "bf16", "fp16", "fp32"), default=d.sigma_autocast,
                        help="decoder precision of the reward slab (auto: bf16 on CUDA, fp32 on CPU)")
 

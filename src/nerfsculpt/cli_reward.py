@@ -193,7 +193,7 @@ def _train_ranked(args: argparse.Namespace, config, out, device, rank: int, worl
     import torch
 
     from nerfsculpt.atomic import write_atomic
-    from nerfsculpt.reward.bundle import save_bundle
+    from nerfsculpt.reward.bundle import generator_record, save_bundle
     from nerfsculpt.reward.data import items_of, prepare
     from nerfsculpt.reward.losses import weights_for
     from nerfsculpt.reward.pipeline import MODELS, build_model, data_fingerprint, extraction_for, splits_from_store
@@ -228,7 +228,9 @@ def _train_ranked(args: argparse.Namespace, config, out, device, rank: int, worl
                 "db": str(Path(args.db).resolve()), "pairs": args.pairs, "split_by": args.split_by,
                 "split_seed": args.split_seed, "model_preset": args.model, "data": data_fingerprint(splits),
                 "summary": summary}
-    bundle = save_bundle(out / "bundle", net.cpu(), extraction, training=training, metrics=results, overwrite=True)
+    generator = generator_record(source.G) if hasattr(source, "G") else None  # banks do not keep the network
+    bundle = save_bundle(out / "bundle", net.cpu(), extraction, training=training, metrics=results, overwrite=True,
+                         generator=generator)
     report = json.dumps({"training": training, "metrics": results}, indent=2) + "\n"
     write_atomic(out / "metrics.json", report.encode())
     print(format_table(results))

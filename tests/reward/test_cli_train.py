@@ -31,6 +31,7 @@ def test_train_writes_a_bundle_with_its_report_and_resumes(prefs, tmp_path, caps
     assert training["data"]["train"]["lists"] == 21 and training["config"]["objective"] == "reference"
     assert bundle.extraction.slab["resolution"] == 64 and bundle.extraction.psi == 1.0
     assert set(bundle.config["metrics"]) == {"test", "val"}
+    assert bundle.config["generator"] == {"img_resolution": 64, "plane_resolution": 32, "box_warp": 1.0}  # tiny
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     assert metrics["test"]["accuracy"]["all_pairs/scalar"]["n"] == 3 * metrics["test"]["lists"]
     steps = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]

@@ -37,6 +37,7 @@ def test_import_scores_identically_to_the_native_network(tmp_path, tiny_sigma_ne
     release = write_release(tmp_path / "7wnzkgie", tiny_sigma_net, lightning=lightning)
     bundle = load_bundle(import_reference(release, tmp_path / "imported"))
     assert bundle.config["source"]["kind"] == "reference-release"
+    assert bundle.config["generator"] == {"img_resolution": 512, "plane_resolution": 256, "box_warp": 1.0}
     x = torch.rand(2, 1, 129, 141, 128)[:, :, ::4, ::4, ::4] * 100  # any slab size >= 4 per side
     with torch.no_grad():
         torch.testing.assert_close(bundle.model(x), tiny_sigma_net(x), rtol=0, atol=0)

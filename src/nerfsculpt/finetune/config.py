@@ -66,6 +66,9 @@ class FinetuneConfig:
     """Learning rate of the separate reward optimiser (only with reward_step='separate')."""
     chunk_points: int = 1 << 20
     """Decoder points per checkpointed chunk when sampling sigma for the reward and consistency terms."""
+    reward_checkpointing: bool = True
+    """Recompute the reward network's activations in the backward pass (activation checkpointing): about
+    half the reward's memory for about 1.5x its time (``benchmarks/reward_memory.py``)."""
     sigma_autocast: str = "auto"
     """Decoder precision for the reward slab: 'auto' (bfloat16 on CUDA, float32 on CPU), 'bf16', 'fp16' or
     'fp32'. The consistency cube is always float32 (its differences are smaller than bf16's resolution)."""

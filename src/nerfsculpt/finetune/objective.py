@@ -55,6 +55,8 @@ class GeometryTerms:
         self.G_old = G_old.eval().requires_grad_(False)
         if reward is not None:
             reward.model.eval().requires_grad_(False)
+            if hasattr(reward.model, "checkpointing"):
+                reward.model.checkpointing = config.reward_checkpointing
             box_warp = float(G_old.rendering_kwargs["box_warp"])
             self.spec = dataclasses.replace(reward.extraction.slab_spec, cube_length=box_warp)
 

@@ -28,7 +28,7 @@ from nerfsculpt.finetune.loop import FineTuner, run_loop
 from nerfsculpt.finetune.monitor import image_grid, reward_trajectory, tick_meshes
 from nerfsculpt.finetune.snapshot import latest_snapshot, load_snapshot, load_start, new_discriminator, save_snapshot
 from nerfsculpt.generator.builtin import generator_fingerprint
-from nerfsculpt.reward.bundle import BundleError, RewardBundle, load_bundle
+from nerfsculpt.reward.bundle import GENERATOR_KEYS, BundleError, RewardBundle, generator_record, load_bundle
 from nerfsculpt.runlog import RunLog
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,6 @@ CONFIG_FILE = "config.json"
 PRETRAINED_DIR = "pretrained"
 RESUMABLE_CHANGES = ("kimg", "snapshot_ticks", "max_bad_steps", "tensorboard")
 """Settings a resumed run may change (the rest must equal the saved configuration)."""
-GENERATOR_KEYS = ("img_resolution", "plane_resolution", "box_warp")
 
 
 def load_reward(path: str | Path, device: torch.device) -> RewardBundle:
@@ -47,12 +46,6 @@ def load_reward(path: str | Path, device: torch.device) -> RewardBundle:
     except BundleError as error:
         raise FinetuneError(f"--reward: {error}; fine-tuning differentiates through sigma, so it needs a "
                             f"sigma_slab reward ('nerfsculpt reward train' default)") from None
-
-
-def generator_record(G: nn.Module) -> dict[str, Any]:
-    """What a reward needs to know of the generator it was trained on (stored in reward bundles)."""
-    return {"img_resolution": int(G.img_resolution), "plane_resolution": int(G.config.plane_resolution),
-            "box_warp": float(G.rendering_kwargs["box_warp"])}
 
 
 def check_reward_generator(reward: RewardBundle, G: nn.Module, allow_mismatch: bool = False) -> None:

@@ -161,10 +161,26 @@ def load_strictly(model: nn.Module, state: dict[str, Tensor], what: str) -> None
         raise BundleError(f"{what} ({str(error).splitlines()[0]} ...)") from None
 
 
+GENERATOR_KEYS = ("img_resolution", "plane_resolution", "box_warp")
+"""What a bundle records of the generator its training inputs came from (``config['generator']``)."""
+FFHQ512_GENERATOR = {"img_resolution": 512, "plane_resolution": 256, "box_warp": 1.0}
+"""That record for NVIDIA's ffhq512-128.pkl (the paper's released reward)."""
+
+
+def generator_record(G: nn.Module) -> dict[str, Any]:
+    """The sizes of ``G`` that a sigma reward depends on (stored as ``config['generator']``)."""
+    return {"img_resolution": int(G.img_resolution), "plane_resolution": int(G.config.plane_resolution),
+            "box_warp": float(G.rendering_kwargs["box_warp"])}
+
+
 def save_bundle(out_dir: str | Path, model: nn.Module, extraction: Extraction, training: dict[str, Any] | None = None,
                 metrics: dict[str, Any] | None = None, source: dict[str, Any] | None = None,
-                overwrite: bool = False) -> Path:
-    """Write ``model`` and its config as a bundle directory, atomically. Returns the directory."""
+                overwrite: bool = False, generator: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` and its config as a bundle directory, atomically. Returns the directory.
+
+    ``generator``: :func:`generator_record` of the generator whose samples the reward was trained on
+    (fine-tuning refuses a generator of other sizes).
+    """
     from safetensors.torch import save_file
 
     name = architecture_name(model)
@@ -177,6 +193,7 @@ def save_bundle(out_dir: str | Path, model: nn.Module, extraction: Extraction, t
         "training": training or {},
         "metrics": metrics or {},
         "source": source or {},
+        "generator": generator,
     }
     text = json.dumps(config, indent=2) + "\n"  # fails before anything is written
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}

@@ -29,7 +29,14 @@ from typing import Any
 import torch
 
 from nerfsculpt.generator.builtin import generator_fingerprint
-from nerfsculpt.reward.bundle import BundleError, Extraction, load_strictly, read_state_dict, save_bundle
+from nerfsculpt.reward.bundle import (
+    FFHQ512_GENERATOR,
+    BundleError,
+    Extraction,
+    load_strictly,
+    read_state_dict,
+    save_bundle,
+)
 from nerfsculpt.reward.heads import HeadsConfig
 from nerfsculpt.reward.sigma_net import SigmaRewardConfig, SigmaRewardNet
 
@@ -173,5 +180,5 @@ def import_reference(directory: str | Path, out_dir: str | Path, overwrite: bool
     load_strictly(model, state, f"{weights_path} does not fit the architecture of {config_path.name}")
     source = {"kind": "reference-release", "weights": str(weights_path), "config": str(config_path),
               "weights_fingerprint": generator_fingerprint(model)}
-    return save_bundle(out_dir, model, Extraction(), source=source, overwrite=overwrite)
+    return save_bundle(out_dir, model, Extraction(), source=source, overwrite=overwrite, generator=FFHQ512_GENERATOR)
 
