@@ -11,7 +11,12 @@ grid. The two paths compute the same reward:
   the concatenated slab normalised and scored;
 - ``nerfsculpt``: ``finetune.objective.GeometryTerms``: mapping + backbone once, the decoder in
   checkpointed chunks (``geometry.sigma.reward_slab(differentiable=True)``), the reward network with
-  activation checkpointing (``reward_checkpointing``, the default).
+  activation checkpointing (``reward_checkpointing``, the default);
+- ``nerfsculpt-no-reward-ckpt``: the same with the reward network's activations kept
+  (``--no-reward-checkpointing``): faster, more memory;
+- ``nerfsculpt-exact-grid``: the default path for a reward trained on the exact grid (``reward train
+  --slab-grid exact``): the tri-plane lookups factorise (3 R^2 instead of 3 R^3 bilinear samples),
+  which removes most of the slab's cost. The paper's released reward reads EG3D's grid.
 
 Each path runs in a fresh subprocess; on CPU the peak is the process's resident set size with
 glibc serving allocations above 64 KiB by mmap (as ``benchmarks/reward_memory.py``), and the idle
@@ -32,8 +37,12 @@ import sys
 
 from _measure import peak_mib, timed_steps
 
+PATHS = ("reference", "nerfsculpt", "nerfsculpt-no-reward-ckpt", "nerfsculpt-exact-grid")
 
-def _build(device: str):
+
+def _build(device: str, reward_checkpointing: bool = True, eg3d_grid: bool = True):
+    import copy
+
     import torch
 
     from nerfsculpt.finetune.config import FinetuneConfig
@@ -45,9 +54,9 @@ def _build(device: str):
 
     torch.manual_seed(0)
     G = TriPlaneGenerator(ffhq512_config()).to(device).train()
-    reward = RewardBundle(SigmaRewardNet().to(device).eval(), Extraction(), {})
-    config = FinetuneConfig(data_free=True, lambda_c=0.0)  # the reward term alone
-    terms = GeometryTerms(config, reward, G)
+    reward = RewardBundle(SigmaRewardNet().to(device).eval(), Extraction(eg3d_grid=eg3d_grid), {})
+    config = FinetuneConfig(data_free=True, lambda_c=0.0, reward_checkpointing=reward_checkpointing)  # L_r alone
+    terms = GeometryTerms(config, reward, copy.deepcopy(G))  # G_old (frozen; unused without L_c)
     z = torch.randn(1, G.z_dim, device=device)
     return G, reward, terms, z
 
@@ -74,7 +83,8 @@ def _reference_step(G, reward, z) -> None:
 def _child(path: str, device: str, steps: int) -> dict:
     import torch
 
-    G, reward, terms, z = _build(device)
+    G, reward, terms, z = _build(device, reward_checkpointing=path != "nerfsculpt-no-reward-ckpt",
+                                 eg3d_grid=path != "nerfsculpt-exact-grid")
     idle = peak_mib(device)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -104,18 +114,18 @@ def main() -> None:
         return
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     rows = {}
-    for path in ("reference", "nerfsculpt"):
+    for path in PATHS:
         out = subprocess.run([sys.executable, __file__, "--child", path, "--device", args.device, "--steps",
                               str(args.steps)], capture_output=True, text=True, env=env, check=True)
         rows[path] = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"reward step, full-size generator + reward, batch 1, {args.device}")
-    print(f"{'path':<12}{'step (s)':>10}{'peak (MiB)':>12}{'above idle (MiB)':>18}")
+    print(f"{'path':<28}{'step (s)':>10}{'peak (MiB)':>12}{'above idle (MiB)':>18}{'speed-up':>10}{'memory':>8}")
+    ref = rows["reference"]
     for path, r in rows.items():
-        print(f"{path:<12}{r['step_s']:>10.2f}{r['peak_mib']:>12.0f}{r['peak_mib'] - r['idle_mib']:>18.0f}")
-    ref, ours = rows["reference"], rows["nerfsculpt"]
-    print(f"speed-up {ref['step_s'] / ours['step_s']:.2f}x; memory above idle "
-          f"{(ref['peak_mib'] - ref['idle_mib']) / (ours['peak_mib'] - ours['idle_mib']):.2f}x less; "
-          f"peak {ref['peak_mib'] / ours['peak_mib']:.2f}x less")
+        above = r["peak_mib"] - r["idle_mib"]
+        print(f"{path:<28}{r['step_s']:>10.2f}{r['peak_mib']:>12.0f}{above:>18.0f}"
+              f"{ref['step_s'] / r['step_s']:>9.2f}x{(ref['peak_mib'] - ref['idle_mib']) / above:>7.2f}x")
+    print("speed-up = reference time / path time; memory = reference / path memory above idle")
 
 
 if __name__ == "__main__":

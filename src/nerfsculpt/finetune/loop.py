@@ -27,7 +27,6 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -102,6 +101,7 @@ class FineTuner:
         self.state = RunState()
         self._tick_sums: dict[str, float] = defaultdict(float)
         self._tick_counts: dict[str, int] = defaultdict(int)
+        self._reals: list[tuple[Tensor, Tensor]] | None = None  # this iteration's real micro-batches (D phases)
 
     # ------------------------------------------------------------------ bookkeeping
     def optimizer_settings(self) -> dict[str, dict[str, Any]]:
@@ -301,7 +301,7 @@ class FineTuner:
         self.state = RunState(**state)
 
 
-def run_loop(tuner: FineTuner, run: Path, on_tick, progress: bool = True) -> RunState:
+def run_loop(tuner: FineTuner, on_tick, progress: bool = True) -> RunState:
     """Train until ``plan.iterations``, calling ``on_tick(tuner, tick)`` at each tick boundary.
 
     Tick 0 (before any step) is run by the caller. Returns the final state.

@@ -30,11 +30,11 @@ MESH_PSI = 0.7
 
 
 def reward_trajectory(run: Path, tick: int, reward: RewardBundle, G_ema: nn.Module, seeds: tuple[int, ...],
-                      clamp: float, progress: bool = False) -> dict[str, Any]:
+                      clamp: float) -> dict[str, Any]:
     """Score ``seeds`` on G_ema at psi 1, write ``rewards/tick-<k>.csv``; returns summary statistics."""
     from nerfsculpt.reward.scoring import score_seeds
 
-    rewards = score_seeds(reward, G_ema, seeds, psi=1.0, batch=4, progress=progress)  # (S,)
+    rewards = score_seeds(reward, G_ema, seeds, psi=1.0, batch=4)  # (S,)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["seed", "reward"])

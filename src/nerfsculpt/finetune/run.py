@@ -155,7 +155,7 @@ def finetune(config: FinetuneConfig, generator: str, reward_path: str | Path | N
 
     with RunLog(run / "log.jsonl", run / "tensorboard" if config.tensorboard else None, enabled=rank == 0) as run_log:
         def on_tick(tuner: FineTuner, tick: int) -> None:
-            record = _tick_record(tuner, tick, reward, run, progress)
+            record = _tick_record(tuner, tick, reward, run)
             if rank == 0:
                 tuner.state.history.append(record)
                 run_log.write(record, step=tuner.state.nimg)
@@ -167,7 +167,7 @@ def finetune(config: FinetuneConfig, generator: str, reward_path: str | Path | N
 
         if tuner.state.iteration == 0 and tuner.state.tick == 0:
             on_tick(tuner, 0)
-        state = run_loop(tuner, run, on_tick, progress=progress)
+        state = run_loop(tuner, on_tick, progress=progress)
     summary = {"run": str(run), "iterations": state.iteration, "kimg": state.nimg / 1000, "ticks": state.tick,
                "skipped_steps": state.skipped, "seconds": round(state.seconds, 1),
                "G_ema_fingerprint": generator_fingerprint(tuner.G_ema),
@@ -180,7 +180,7 @@ def finetune(config: FinetuneConfig, generator: str, reward_path: str | Path | N
     return summary
 
 
-def _tick_record(tuner: FineTuner, tick: int, reward: RewardBundle | None, run: Path, progress: bool) -> dict[str, Any]:
+def _tick_record(tuner: FineTuner, tick: int, reward: RewardBundle | None, run: Path) -> dict[str, Any]:
     """Losses since the last tick (all processes) and, on rank 0, the trajectory, image grid and meshes."""
     cfg, state = tuner.config, tuner.state
     record: dict[str, Any] = {"tick": tick, "iteration": state.iteration, "kimg": state.nimg / 1000,
