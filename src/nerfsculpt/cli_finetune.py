@@ -77,7 +77,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 _CONFIG_OPTIONS = (
-    "kimg", "batch", "micro_batch", "seed", "lambda_r", "lambda_c", "reward_clamp", "reward_psi", "consistency_psi",
+    "kimg", "batch", "micro_batch", "seed", "lambda_r", "lambda_c", "reward_clamp", "reward_standardise",
+    "reward_psi", "consistency_psi",
     "consistency_resolution", "truncation_cutoff", "reward_step", "reward_lr", "chunk_points", "sigma_autocast",
     "reward_checkpointing",
     "g_lr", "d_lr", "r1_gamma", "g_reg_interval", "d_reg_interval", "lazy_gain", "density_reg",
@@ -131,6 +132,9 @@ def add_finetune_command(subparsers, common: argparse.ArgumentParser) -> None:
     terms.add_argument("--lambda-r", type=float, default=d.lambda_r, help="reward weight; 0 = control run")
     terms.add_argument("--lambda-c", type=float, default=d.lambda_c, help="sigma-consistency weight")
     terms.add_argument("--reward-clamp", type=float, default=d.reward_clamp, help="clamp of the reward")
+    terms.add_argument("--reward-standardise", action="store_true",
+                       help="L_r on (r - mean) / std of the trajectory seeds' tick-0 rewards (for a reward whose scale "
+                            "is far from the clamp; the reference's normalise_scalar_rwd)")
     terms.add_argument("--reward-psi", type=float, default=d.reward_psi, help="truncation of the rewarded latents")
     terms.add_argument("--consistency-psi", type=float, default=d.consistency_psi,
                        help="truncation of the consistency latents")

@@ -1,5 +1,6 @@
 """Whole runs on the tiny random generator: outputs, resume equivalence, crash-safe snapshots, bad inputs."""
 
+import dataclasses
 import json
 import shutil
 
@@ -141,3 +142,16 @@ def test_training_on_a_dataset_zip(tiny_reward_path, tmp_path):
                        tmp_path / "run", CPU, progress=False)
     assert summary["iterations"] == 2 and "D/real_logit" in summary["last_tick"]
     assert "dataset" in json.loads((tmp_path / "run" / "config.json").read_text())["data"]
+
+
+def test_reward_standardisation_uses_the_tick_0_trajectory_and_survives_resume(tiny_reward_path, tmp_path):
+    run = tmp_path / "run"
+    config = tiny_run(kimg=0.008, reward_standardise=True, trajectory_seeds=tuple(range(300000, 300006)))
+    finetune(config, "tiny-random", tiny_reward_path, run, CPU, progress=False)
+    state = json.loads((latest_snapshot(run) / "state.json").read_text())
+    mean, std = state["reward_baseline"]
+    tick0 = json.loads((run / "log.jsonl").read_text().splitlines()[0])
+    assert (mean, std) == (tick0["traj_iqr_mean"], tick0["traj_iqr_std"]) and std > 0
+    finetune(dataclasses.replace(config, kimg=0.016), "tiny-random", tiny_reward_path, run, CPU, resume=True,
+             progress=False)
+    assert json.loads((latest_snapshot(run) / "state.json").read_text())["reward_baseline"] == [mean, std]

@@ -69,6 +69,8 @@ class RunState:
     """Training time so far (without tick maintenance)."""
     history: list[dict[str, Any]] = field(default_factory=list)
     """One record per tick (what log.jsonl holds)."""
+    reward_baseline: list[float] | None = None
+    """(mean, std) standardising the reward in L_r (``reward_standardise``), set at tick 0."""
 
 
 class FineTuner:
@@ -299,6 +301,17 @@ class FineTuner:
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.state = RunState(**state)
+        if self.state.reward_baseline is not None:
+            self.terms.baseline = tuple(self.state.reward_baseline)
+
+    def set_reward_baseline(self, mean: float, std: float) -> None:
+        """Standardise the reward in L_r from now on: (r - mean) / std (the same on every process)."""
+        values = torch.tensor([mean, std], dtype=torch.float64) * (self.rank == 0)
+        mean, std = all_reduce_sum(values.to(self.device if self.device.type == "cuda" else "cpu")).tolist()
+        if not std > 0:
+            raise FinetuneError(f"the trajectory seeds' rewards have std {std}; reward_standardise cannot scale them")
+        self.state.reward_baseline = [mean, std]
+        self.terms.baseline = (mean, std)
 
 
 def run_loop(tuner: FineTuner, on_tick, progress: bool = True) -> RunState:

@@ -41,9 +41,12 @@ def reward_trajectory(run: Path, tick: int, reward: RewardBundle, G_ema: nn.Modu
     writer.writerows((seed, f"{value:.6f}") for seed, value in zip(seeds, rewards.tolist(), strict=True))
     (run / "rewards").mkdir(exist_ok=True)
     write_atomic(run / "rewards" / f"tick-{tick:06d}.csv", text.getvalue().encode())
+    q1, q3 = torch.quantile(rewards, torch.tensor([0.25, 0.75])).tolist()
+    inliers = rewards[(rewards >= q1 - 1.5 * (q3 - q1)) & (rewards <= q3 + 1.5 * (q3 - q1))]
     return {"traj_reward_mean": float(rewards.mean()), "traj_reward_median": float(rewards.median()),
             "traj_reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
-            "traj_clamp_rate": clamp_rate(rewards, clamp)}
+            "traj_clamp_rate": clamp_rate(rewards, clamp),
+            "traj_iqr_mean": float(inliers.mean()), "traj_iqr_std": float(inliers.std()) if len(inliers) > 1 else 0.0}
 
 
 def grid_cameras(device: torch.device) -> torch.Tensor:  # -> [V, 25]

@@ -53,6 +53,7 @@ class GeometryTerms:
         self.config = config
         self.reward = reward
         self.G_old = G_old.eval().requires_grad_(False)
+        self.baseline = (0.0, 1.0)  # (mean, std) subtracted from / dividing the reward in L_r (reward_standardise)
         if reward is not None:
             reward.model.eval().requires_grad_(False)
             if hasattr(reward.model, "checkpointing"):
@@ -86,7 +87,7 @@ class GeometryTerms:
         planes = None
         if cfg.lambda_r > 0:
             planes = G.planes(self._ws(G, z, cfg.reward_psi), noise_mode=noise)  # (N, 3, C, H, W)
-            rewards = self.rewards(G, planes)
+            rewards = (self.rewards(G, planes) - self.baseline[0]) / self.baseline[1]
             loss_r = clamped_reward_loss(rewards, cfg.lambda_r, cfg.reward_clamp)
             loss = loss + loss_r
             stats.update(reward=rewards.detach(), L_r=float(loss_r.detach()) / cfg.lambda_r)

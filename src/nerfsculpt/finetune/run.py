@@ -167,6 +167,15 @@ def finetune(config: FinetuneConfig, generator: str, reward_path: str | Path | N
 
         if tuner.state.iteration == 0 and tuner.state.tick == 0:
             on_tick(tuner, 0)
+            first = tuner.state.history[0] if rank == 0 else {}
+            if config.reward_standardise:
+                tuner.set_reward_baseline(first.get("traj_iqr_mean", 0.0), first.get("traj_iqr_std", 0.0))
+                log.info("L_r reads (r - mean) / std with mean %.4g, std %.4g (tick-0 rewards of the trajectory "
+                         "seeds)", *tuner.state.reward_baseline)
+            elif rank == 0 and first.get("traj_clamp_rate", 0.0) > 0.5:
+                log.warning("%.0f %% of the trajectory seeds' rewards are beyond the clamp +-%g, where L_r has no "
+                            "gradient; for a reward of another scale pass --reward-standardise",
+                            100 * first["traj_clamp_rate"], config.reward_clamp)
         state = run_loop(tuner, on_tick, progress=progress)
     summary = {"run": str(run), "iterations": state.iteration, "kimg": state.nimg / 1000, "ticks": state.tick,
                "skipped_steps": state.skipped, "seconds": round(state.seconds, 1),
