@@ -132,9 +132,9 @@ def add_finetune_command(subparsers, common: argparse.ArgumentParser) -> None:
     terms.add_argument("--lambda-r", type=float, default=d.lambda_r, help="reward weight; 0 = control run")
     terms.add_argument("--lambda-c", type=float, default=d.lambda_c, help="sigma-consistency weight")
     terms.add_argument("--reward-clamp", type=float, default=d.reward_clamp, help="clamp of the reward")
-    terms.add_argument("--reward-standardise", action="store_true",
-                       help="L_r on (r - mean) / std of the trajectory seeds' tick-0 rewards (for a reward whose scale "
-                            "is far from the clamp; the reference's normalise_scalar_rwd)")
+    terms.add_argument("--reward-standardise", choices=("auto", "on", "off"), default=d.reward_standardise,
+                       help="L_r on (r - mean) / std of the trajectory seeds' tick-0 rewards: 'on', 'off' (the paper), "
+                            "'auto' = on when most of those rewards are beyond the clamp (no gradient there)")
     terms.add_argument("--reward-psi", type=float, default=d.reward_psi, help="truncation of the rewarded latents")
     terms.add_argument("--consistency-psi", type=float, default=d.consistency_psi,
                        help="truncation of the consistency latents")

@@ -39,7 +39,8 @@ def test_reference_preset():
     ({"data": "x.zip"}, "--data"),  # both a dataset and data-free
     ({"labels": "l.json", "data_free": False, "data": "x.zip"}, "--labels is for --data-free"),
     ({"sigma_autocast": "int8"}, "sigma_autocast"),
-    ({"reward_standardise": True, "trajectory_seeds": ()}, "reward_standardise needs trajectory seeds"),
+    ({"reward_standardise": "on", "trajectory_seeds": ()}, "needs trajectory seeds"),
+    ({"reward_standardise": "yes"}, "reward_standardise must be"),
 ])
 def test_invalid_settings_are_named(changes, message):
     with pytest.raises(FinetuneError, match=message):

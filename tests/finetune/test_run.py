@@ -146,7 +146,7 @@ def test_training_on_a_dataset_zip(tiny_reward_path, tmp_path):
 
 def test_reward_standardisation_uses_the_tick_0_trajectory_and_survives_resume(tiny_reward_path, tmp_path):
     run = tmp_path / "run"
-    config = tiny_run(kimg=0.008, reward_standardise=True, trajectory_seeds=tuple(range(300000, 300006)))
+    config = tiny_run(kimg=0.008, reward_standardise="on", trajectory_seeds=tuple(range(300000, 300006)))
     finetune(config, "tiny-random", tiny_reward_path, run, CPU, progress=False)
     state = json.loads((latest_snapshot(run) / "state.json").read_text())
     mean, std = state["reward_baseline"]
@@ -155,3 +155,17 @@ def test_reward_standardisation_uses_the_tick_0_trajectory_and_survives_resume(t
     finetune(dataclasses.replace(config, kimg=0.016), "tiny-random", tiny_reward_path, run, CPU, resume=True,
              progress=False)
     assert json.loads((latest_snapshot(run) / "state.json").read_text())["reward_baseline"] == [mean, std]
+
+
+@pytest.mark.parametrize("setting, clamped, standardised", [
+    ("auto", 0.9, True), ("auto", 0.1, False), ("on", 0.1, True), ("off", 0.9, False)])
+def test_auto_standardisation_only_when_most_rewards_are_clamped(setting, clamped, standardised, caplog):
+    from nerfsculpt.finetune.run import _choose_reward_scale
+    from tests.finetune.conftest import Fullness, make_tuner
+
+    tuner = make_tuner(tiny_run(reward_standardise=setting), Fullness())
+    tuner.state.history = [{"traj_clamp_rate": clamped, "traj_iqr_mean": -57.0, "traj_iqr_std": 4.0}]
+    _choose_reward_scale(tuner, tuner.config, rank=0)
+    assert (tuner.state.reward_baseline == [-57.0, 4.0]) == standardised
+    assert tuner.terms.baseline == ((-57.0, 4.0) if standardised else (0.0, 1.0))
+    assert ("no gradient" in caplog.text) == (setting == "off")

@@ -51,10 +51,11 @@ class FinetuneConfig:
     control dropped it: pass 0)."""
     reward_clamp: float = 10.0
     """Reward clamp: no gradient beyond [-reward_clamp, reward_clamp] (§3.2.3)."""
-    reward_standardise: bool = False
-    """Use (r - mean) / std in L_r, with the mean and std of the trajectory seeds' rewards at tick 0 (values
-    within 1.5 IQR of the quartiles): for rewards whose scale is far from the clamp (a reward trained here
-    has an arbitrary offset). The reference code's ``normalise_scalar_rwd`` mode; off in the paper."""
+    reward_standardise: str = "auto"
+    """'on': L_r reads (r - mean) / std, the mean and std of the trajectory seeds' rewards at tick 0 (values
+    within 1.5 IQR of the quartiles; the reference code's ``normalise_scalar_rwd``); 'off': raw r (the paper);
+    'auto': 'on' only if more than half of the tick-0 rewards lie beyond the clamp, where raw L_r has no
+    gradient (a reward trained here has an arbitrary offset), else 'off'."""
     reward_psi: float = 1.0
     """Truncation of the latents whose sigma slab is rewarded (reference: 1.0)."""
     consistency_psi: float = 0.7
@@ -162,8 +163,10 @@ class FinetuneConfig:
             raise FinetuneError(f"ema_kimg must be > 0, got {self.ema_kimg}")
         if self.data_free == (self.data is not None):
             raise FinetuneError("give the discriminator's real images: a dataset zip (--data) or --data-free")
-        if self.reward_standardise and not self.trajectory_seeds:
-            raise FinetuneError("reward_standardise needs trajectory seeds (their tick-0 rewards set the scale)")
+        if self.reward_standardise not in ("auto", "on", "off"):
+            raise FinetuneError(f"reward_standardise must be auto, on or off, got {self.reward_standardise!r}")
+        if self.reward_standardise == "on" and not self.trajectory_seeds:
+            raise FinetuneError("reward_standardise 'on' needs trajectory seeds (their tick-0 rewards set the scale)")
         if self.labels is not None and not self.data_free:
             raise FinetuneError("--labels is for --data-free runs; a dataset's own labels are used with --data")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):

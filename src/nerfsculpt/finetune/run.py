@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from nerfsculpt.atomic import write_atomic
-from nerfsculpt.distributed import barrier, world
+from nerfsculpt.distributed import all_reduce_sum, barrier, world
 from nerfsculpt.finetune.config import FinetuneConfig, FinetuneError, batch_plan
 from nerfsculpt.finetune.data import DatasetImages, RealImages, RenderedImages, read_labels
 from nerfsculpt.finetune.loop import FineTuner, run_loop
@@ -167,15 +167,7 @@ def finetune(config: FinetuneConfig, generator: str, reward_path: str | Path | N
 
         if tuner.state.iteration == 0 and tuner.state.tick == 0:
             on_tick(tuner, 0)
-            first = tuner.state.history[0] if rank == 0 else {}
-            if config.reward_standardise:
-                tuner.set_reward_baseline(first.get("traj_iqr_mean", 0.0), first.get("traj_iqr_std", 0.0))
-                log.info("L_r reads (r - mean) / std with mean %.4g, std %.4g (tick-0 rewards of the trajectory "
-                         "seeds)", *tuner.state.reward_baseline)
-            elif rank == 0 and first.get("traj_clamp_rate", 0.0) > 0.5:
-                log.warning("%.0f %% of the trajectory seeds' rewards are beyond the clamp +-%g, where L_r has no "
-                            "gradient; for a reward of another scale pass --reward-standardise",
-                            100 * first["traj_clamp_rate"], config.reward_clamp)
+            _choose_reward_scale(tuner, config, rank)
         state = run_loop(tuner, on_tick, progress=progress)
     summary = {"run": str(run), "iterations": state.iteration, "kimg": state.nimg / 1000, "ticks": state.tick,
                "skipped_steps": state.skipped, "seconds": round(state.seconds, 1),
@@ -205,6 +197,23 @@ def _tick_record(tuner: FineTuner, tick: int, reward: RewardBundle | None, run: 
     if cfg.mesh_seeds:
         tick_meshes(run, tick, tuner.G_ema, cfg.mesh_seeds, cfg.mesh_resolution)
     return record
+
+
+def _choose_reward_scale(tuner: FineTuner, config: FinetuneConfig, rank: int) -> None:
+    """After tick 0: standardise L_r's reward if ``reward_standardise`` says so (the same on every process)."""
+    if tuner.terms.reward is None or config.lambda_r == 0 or not config.trajectory_seeds:
+        return
+    first = tuner.state.history[0] if rank == 0 else {}
+    clamped = torch.tensor([first.get("traj_clamp_rate", 0.0)], dtype=torch.float64)
+    clamped = float(all_reduce_sum(clamped.to(tuner.device if tuner.device.type == "cuda" else "cpu")))
+    if config.reward_standardise == "on" or (config.reward_standardise == "auto" and clamped > 0.5):
+        tuner.set_reward_baseline(first.get("traj_iqr_mean", 0.0), first.get("traj_iqr_std", 0.0))
+        log.info("%.0f %% of the trajectory seeds' tick-0 rewards are beyond the clamp +-%g; L_r reads (r - mean) / "
+                 "std with mean %.4g, std %.4g (reward_standardise %s)", 100 * clamped, config.reward_clamp,
+                 *tuner.state.reward_baseline, config.reward_standardise)
+    elif clamped > 0.5:
+        log.warning("%.0f %% of the trajectory seeds' rewards are beyond the clamp +-%g, where L_r has no gradient; "
+                    "pass --reward-standardise on (or auto)", 100 * clamped, config.reward_clamp)
 
 
 def _short(record: dict[str, Any]) -> str:
