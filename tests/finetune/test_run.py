@@ -17,11 +17,13 @@ from tests.finetune.conftest import tiny_run
 CPU = torch.device("cpu")
 
 
-def test_a_run_writes_logs_trajectories_grids_and_loadable_snapshots(tiny_reward_path, tmp_path):
+def test_a_run_writes_logs_trajectories_grids_and_loadable_snapshots(tiny_reward_path, tmp_path, caplog):
+    caplog.set_level("INFO", logger="nerfsculpt")
     summary = finetune(tiny_run(snapshot_ticks=1), "tiny-random", tiny_reward_path, tmp_path / "run", CPU,
                        progress=False)
     run = tmp_path / "run"
     assert summary["iterations"] == 4 and summary["ticks"] == 2 and summary["skipped_steps"] == 0
+    assert "iteration 4/4 (0.016 kimg)" in caplog.text  # progress lines stand in for the bar when it is off
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["tick"] for r in records] == [0, 1, 2]
     assert {"loss/G_gan", "loss/D_gan", "loss/L_r", "loss/L_c", "reward/train_clamp_rate", "kimg_per_s",

@@ -323,6 +323,7 @@ def run_loop(tuner: FineTuner, on_tick, progress: bool = True) -> RunState:
 
     plan, state = tuner.plan, tuner.state
     started = time.monotonic() - state.seconds
+    first, resumed_at = state.iteration, time.monotonic()  # for the ETA without a progress bar
     with tqdm(total=plan.iterations, initial=state.iteration, unit="it", desc="finetune",
               disable=not progress or tuner.rank != 0) as bar:
         while state.iteration < plan.iterations:
@@ -332,6 +333,10 @@ def run_loop(tuner: FineTuner, on_tick, progress: bool = True) -> RunState:
             bar.update()
             bar.set_postfix(kimg=f"{kimg:.2f}/{plan.images / 1000:g}",
                             kimg_s=f"{kimg / max(state.seconds, 1e-9):.3f}")
+            if bar.disable and tuner.rank == 0 and state.iteration % max(plan.iterations // 20, 1) == 0:
+                rate = (state.iteration - first) / max(time.monotonic() - resumed_at, 1e-9)  # iterations / s
+                log.info("iteration %d/%d (%.3g kimg), %.2f s/iteration, about %.0f s to go", state.iteration,
+                         plan.iterations, kimg, 1 / max(rate, 1e-9), (plan.iterations - state.iteration) / rate)
             if state.iteration % plan.iterations_per_tick == 0 or state.iteration == plan.iterations:
                 state.tick += 1
                 paused = time.monotonic()
