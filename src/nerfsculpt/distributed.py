@@ -24,11 +24,19 @@ def world() -> tuple[int, int]:
 
 
 def all_reduce_sum(values: Tensor) -> Tensor:
-    """Sum over ranks, in place (a no-op in a single process). Returns ``values``."""
+    """Sum over ranks, in place (a no-op in a single process). Returns ``values``.
+
+    CPU tensors are fine under NCCL too: they travel through the current CUDA device and back.
+    """
     import torch.distributed as dist
 
     if world()[1] > 1:
-        dist.all_reduce(values)
+        if dist.get_backend() == "nccl" and not values.is_cuda:
+            on_device = values.cuda()
+            dist.all_reduce(on_device)
+            values.copy_(on_device)
+        else:
+            dist.all_reduce(values)
     return values
 
 
@@ -37,7 +45,7 @@ def average_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
     n_ranks = world()[1]
     if n_ranks == 1:
         return
-    grads = [p.grad for p in parameters if p.grad is not None]
+    grads = [p.grad for p in parameters if p.grad is not None]  # one flat all-reduce for all of them
     if grads:
         flat = torch.cat([g.reshape(-1) for g in grads])
         all_reduce_sum(flat).div_(n_ranks)

@@ -21,8 +21,9 @@ def test_labels_of_the_wrong_length_are_refused(tmp_path):
         read_labels(_labels_file(tmp_path / "dataset.json", [[0.0] * 24]))
     with pytest.raises(FinetuneError, match="25 numbers"):
         read_labels(_labels_file(tmp_path / "ragged.json", [[0.0] * 25, [0.0] * 16]))
+    (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(FinetuneError, match="not an EG3D label file"):
-        read_labels((tmp_path / "bad.json").write_text("[1, 2]") and tmp_path / "bad.json")
+        read_labels(tmp_path / "bad.json")
     with pytest.raises(FinetuneError, match="no such file"):
         read_labels(tmp_path / "missing.json")
 

@@ -30,7 +30,7 @@ def test_a_run_writes_logs_trajectories_grids_and_loadable_snapshots(tiny_reward
             "traj_reward_mean", "traj_clamp_rate"} <= set(records[1])
     assert sorted(p.name for p in (run / "rewards").iterdir()) == [f"tick-00000{k}.csv" for k in range(3)]
     assert (run / "rewards" / "tick-000002.csv").read_text().splitlines()[0] == "seed,reward"
-    assert len((run / "images").glob("tick-*.png").__iter__().__next__().name) > 0
+    assert sorted(p.name for p in (run / "images").iterdir()) == [f"tick-00000{k}.png" for k in range(3)]
     config = json.loads((run / "config.json").read_text())
     assert config["plan"]["iterations"] == 4 and config["optimizers"]["G"]["lr"] == pytest.approx(0.002)
     assert latest_snapshot(run).name == "0000004" and (run / "snapshots" / "0000002").is_dir()

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nerfsculpt.distributed import all_reduce_sum, barrier, world
+from nerfsculpt.distributed import all_reduce_sum, average_gradients, barrier, world
 from nerfsculpt.finetune.config import BatchPlan, FinetuneConfig, FinetuneError, batch_plan, lazy_regularisation
 from nerfsculpt.finetune.data import Draws, RealImages, filtered_resize
 from nerfsculpt.finetune.losses import (
@@ -120,7 +120,7 @@ class FineTuner:
         names = sorted(self._tick_sums)
         totals = torch.tensor([[self._tick_sums[n], self._tick_counts[n]] for n in names] or [[0.0, 0.0]],
                               dtype=torch.float64)
-        totals = all_reduce_sum(totals.to(self.device if self.device.type == "cuda" else "cpu")).cpu()
+        totals = all_reduce_sum(totals)
         self._tick_sums.clear()
         self._tick_counts.clear()
         return {n: float(s / c) for n, (s, c) in zip(names, totals.tolist(), strict=False) if c > 0}
@@ -160,17 +160,12 @@ class FineTuner:
     # ------------------------------------------------------------------ one optimiser step
     def _step(self, name: str, optimizer: torch.optim.Optimizer, module: nn.Module, losses: list[Tensor]) -> bool:
         """Average gradients over processes, skip the step if anything is not finite; True if stepped."""
-        params = [p for p in module.parameters() if p.grad is not None]
-        flat = torch.cat([p.grad.reshape(-1) for p in params] or [torch.zeros(0, device=self.device)])
-        bad_loss = torch.tensor([float(not all(bool(torch.isfinite(x)) for x in losses))], device=flat.device)
-        flat = torch.cat([flat, bad_loss])
-        if self.world_size > 1:
-            all_reduce_sum(flat).div_(self.world_size)
-        finite = bool(torch.isfinite(flat).all()) and float(flat[-1]) == 0
+        average_gradients(module.parameters())
+        bad_losses = all_reduce_sum(torch.tensor([float(not all(bool(torch.isfinite(x)) for x in losses))]))
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        grads_finite = not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())  # one sync
+        finite = float(bad_losses) == 0 and grads_finite
         if finite:
-            if self.world_size > 1:
-                for p, g in zip(params, flat[:-1].split([p.numel() for p in params]), strict=True):
-                    p.grad.copy_(g.view_as(p))
             optimizer.step()
             self.state.bad_steps[name] = 0
         else:
@@ -306,8 +301,8 @@ class FineTuner:
 
     def set_reward_baseline(self, mean: float, std: float) -> None:
         """Standardise the reward in L_r from now on: (r - mean) / std (the same on every process)."""
-        values = torch.tensor([mean, std], dtype=torch.float64) * (self.rank == 0)
-        mean, std = all_reduce_sum(values.to(self.device if self.device.type == "cuda" else "cpu")).tolist()
+        values = torch.tensor([mean, std], dtype=torch.float64) * (self.rank == 0)  # rank 0's, on every rank
+        mean, std = all_reduce_sum(values).tolist()
         if not std > 0:
             raise FinetuneError(f"the trajectory seeds' rewards have std {std}; reward_standardise cannot scale them")
         self.state.reward_baseline = [mean, std]

@@ -32,7 +32,6 @@ from nerfsculpt.finetune.config import FinetuneConfig
 from nerfsculpt.finetune.losses import clamped_reward_loss, sigma_consistency_loss
 from nerfsculpt.geometry.sigma import reward_slab, sigma_grid
 from nerfsculpt.reward.bundle import RewardBundle
-from nerfsculpt.reward.sigma_net import sigma_input
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
@@ -76,7 +75,7 @@ class GeometryTerms:
         slab = reward_slab(G, None, self.spec, chunk_points=self.config.chunk_points, differentiable=True,
                            checkpoint=True, eg3d_grid=ext.eg3d_grid, autocast_dtype=dtype, planes=planes)
         # slab: (N, X, Y, Z) raw sigma
-        return self.reward.model(sigma_input(slab)).reshape(len(planes))  # (N,)
+        return self.reward.model(self.reward.prepare_slabs(slab)).reshape(len(planes))  # (N,)
 
     def __call__(self, G: nn.Module, z: Tensor) -> tuple[Tensor, dict[str, Any]]:
         """(lambda_r L_r + lambda_c L_c, statistics) for latents ``z`` [N, z_dim] of the live generator ``G``."""

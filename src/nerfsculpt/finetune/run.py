@@ -28,7 +28,7 @@ from nerfsculpt.finetune.loop import FineTuner, run_loop
 from nerfsculpt.finetune.monitor import image_grid, reward_trajectory, tick_meshes
 from nerfsculpt.finetune.snapshot import latest_snapshot, load_snapshot, load_start, new_discriminator, save_snapshot
 from nerfsculpt.generator.builtin import generator_fingerprint
-from nerfsculpt.reward.bundle import GENERATOR_KEYS, BundleError, RewardBundle, generator_record, load_bundle
+from nerfsculpt.reward.bundle import BundleError, RewardBundle, load_bundle
 from nerfsculpt.runlog import RunLog
 
 log = logging.getLogger(__name__)
@@ -46,19 +46,6 @@ def load_reward(path: str | Path, device: torch.device) -> RewardBundle:
     except BundleError as error:
         raise FinetuneError(f"--reward: {error}; fine-tuning differentiates through sigma, so it needs a "
                             f"sigma_slab reward ('nerfsculpt reward train' default)") from None
-
-
-def check_reward_generator(reward: RewardBundle, G: nn.Module, allow_mismatch: bool = False) -> None:
-    """FinetuneError if the bundle records a generator whose sizes differ from ``G``'s."""
-    trained_on = reward.config.get("generator")
-    if not trained_on or allow_mismatch:
-        return
-    ours = generator_record(G)
-    differ = {k: (trained_on.get(k), ours[k]) for k in GENERATOR_KEYS if k in trained_on and trained_on[k] != ours[k]}
-    if differ:
-        text = ", ".join(f"{k} {a} (reward) vs {b} (generator)" for k, (a, b) in differ.items())
-        raise FinetuneError(f"the reward was trained on sigma of another kind of generator: {text}; train a reward "
-                            f"on this generator's samples, or pass --allow-reward-mismatch if you mean it")
 
 
 def _check_resume(run: Path, config: FinetuneConfig, resume: bool) -> dict[str, Any] | None:
@@ -115,8 +102,11 @@ def finetune(config: FinetuneConfig, generator: str, reward_path: str | Path | N
     # ---- every input, before anything is written
     start = load_start(generator, device, config.discriminator)
     reward = load_reward(reward_path, device) if reward_path is not None else None
-    if reward is not None:
-        check_reward_generator(reward, start.G_ema, allow_reward_mismatch)
+    if reward is not None and not allow_reward_mismatch:
+        try:
+            reward.check_generator(start.G_ema)
+        except BundleError as error:
+            raise FinetuneError(f"{error}, or pass --allow-reward-mismatch if you mean it") from None
     pretrained = run / PRETRAINED_DIR
     if saved is not None and (pretrained / CONFIG_FILE).is_file():
         from nerfsculpt.generator.checkpoint import load_generator
@@ -205,7 +195,7 @@ def _choose_reward_scale(tuner: FineTuner, config: FinetuneConfig, rank: int) ->
         return
     first = tuner.state.history[0] if rank == 0 else {}
     clamped = torch.tensor([first.get("traj_clamp_rate", 0.0)], dtype=torch.float64)
-    clamped = float(all_reduce_sum(clamped.to(tuner.device if tuner.device.type == "cuda" else "cpu")))
+    clamped = float(all_reduce_sum(clamped))  # rank 0's value, on every rank
     if config.reward_standardise == "on" or (config.reward_standardise == "auto" and clamped > 0.5):
         tuner.set_reward_baseline(first.get("traj_iqr_mean", 0.0), first.get("traj_iqr_std", 0.0))
         log.info("%.0f %% of the trajectory seeds' tick-0 rewards are beyond the clamp +-%g; L_r reads (r - mean) / "
@@ -220,9 +210,4 @@ def _short(record: dict[str, Any]) -> str:
     keys = ("kimg", "kimg_per_s", "loss/G_gan", "loss/D_gan", "loss/L_r", "loss/L_c", "traj_reward_mean")
     return ", ".join(f"{k} {record[k]:.4g}" for k in keys if k in record)
 
-
-def load_run_config(run: str | Path) -> FinetuneConfig:
-    """The FinetuneConfig saved in a run directory."""
-    data = json.loads((Path(run) / CONFIG_FILE).read_text())
-    return FinetuneConfig.from_dict({k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()})
 

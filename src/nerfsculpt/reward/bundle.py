@@ -116,6 +116,18 @@ class RewardBundle:
             f"{tuple(slab_xyz.shape)}; crop a [N, {spec.resolution}^3] cube with score_cubes instead")
         return sigma_input(slab_xyz)
 
+    def check_generator(self, G: nn.Module) -> None:
+        """BundleError if the bundle records a generator (``config['generator']``) whose sizes differ from ``G``'s."""
+        trained_on = self.config.get("generator")
+        if not trained_on:
+            return
+        ours = generator_record(G)
+        differ = {k: (trained_on[k], ours[k]) for k in GENERATOR_KEYS if k in trained_on and trained_on[k] != ours[k]}
+        if differ:
+            text = ", ".join(f"{k} {a} (reward) vs {b} (generator)" for k, (a, b) in differ.items())
+            raise BundleError(f"the reward was trained on sigma of another kind of generator: {text}; train a "
+                              f"reward on this generator's samples")
+
     def score_slabs(self, slab_xyz: Tensor) -> Tensor:  # [N, X, Y, Z] -> [N]
         """Rewards of raw sigma slabs (X, Y, Z order, as ``geometry.slab.crop_reward_slab`` returns them)."""
         device = next(self.model.parameters()).device

@@ -252,8 +252,7 @@ def evaluate(net: nn.Module, lists: Sequence[RankedList], source: InputSource, w
                         counts[f"{subset}/{head}"][1] += 1
     net.train(was_training)
     keys = list(counts)
-    totals = torch.tensor([loss_sum, n_lists, *(v for k in keys for v in counts[k])], dtype=torch.float64,
-                          device=device if device.type == "cuda" else "cpu")
+    totals = torch.tensor([loss_sum, n_lists, *(v for k in keys for v in counts[k])], dtype=torch.float64)
     totals = all_reduce_sum(totals).tolist()
     loss_sum, n_lists = totals[0], int(totals[1])
     counts = {k: (int(totals[2 + 2 * i]), int(totals[3 + 2 * i])) for i, k in enumerate(keys)}
