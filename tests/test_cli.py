@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,7 +40,8 @@ def snapshot(tmp_path_factory):
 
 
 def test_console_script_and_module_help_from_the_installed_package():
-    script = shutil.which("nerfsculpt")
+    here = os.path.dirname(sys.executable)  # the environment's scripts, activated or not
+    script = shutil.which("nerfsculpt", path=os.pathsep.join([here, os.environ.get("PATH", "")]))
     assert script is not None, "the console script is not installed; pip install -e ."
     for command in ([script, "--help"], [sys.executable, "-m", "nerfsculpt", "--help"]):
         result = subprocess.run(command, capture_output=True, text=True, timeout=60)
@@ -45,10 +49,20 @@ def test_console_script_and_module_help_from_the_installed_package():
         assert all(name in result.stdout for name in ("convert", "sample", "info"))
 
 
-def test_importing_the_cli_does_not_import_torch():
-    code = "import sys, nerfsculpt.cli; print('torch' in sys.modules, 'numpy' in sys.modules)"
+def test_help_does_not_import_torch():
+    """``nerfsculpt --help`` and every command's --help stay instant: neither torch nor numpy is imported."""
+    code = """
+import contextlib, io, sys
+from nerfsculpt.cli import build_parser, main
+commands = [[name] for name in build_parser()._subparsers._group_actions[0].choices]
+for argv in [["--help"], *([*c, "--help"] for c in commands), ["reward", "train", "--help"],
+             ["synthetic", "fit", "--help"], ["label", "serve", "--help"]]:
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(argv) == 0, argv
+print('torch' in sys.modules, 'numpy' in sys.modules)
+"""
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.stdout.split() == ["False", "False"]
+    assert result.stdout.split() == ["False", "False"], result.stderr
 
 
 @pytest.mark.parametrize("command", ["convert", "sample", "info"])
@@ -193,18 +207,23 @@ def test_convert_then_sample_and_info(capsys, tmp_path, snapshot):
                                                      "config.json"]
     assert resolve_generator(str(out))[1].fingerprint == generator_fingerprint(networks["G_ema"])
 
-    code, stdout, _ = run(capsys, "info", str(out))
+    code, stdout, _ = run(capsys, "info", str(out), "--json")
     info = json.loads(stdout)
     assert code == 0 and info["kind"] == "converted" and info["networks"] == ["G", "G_ema", "D"]
     assert info["fingerprints"]["G_ema"] == generator_fingerprint(networks["G_ema"])
-    code, stdout, _ = run(capsys, "info", str(pkl))
+    code, stdout, _ = run(capsys, "info", str(pkl), "--json")
     assert code == 0 and json.loads(stdout)["fingerprints"] == info["fingerprints"]
+    code, stdout, _ = run(capsys, "info", str(pkl))  # a summary first: a few lines, not the whole record
+    assert code == 0 and len(stdout.splitlines()) <= 8 and "eg3d-pickle generator" in stdout
+    assert f"G_ema fingerprint {info['fingerprints']['G_ema'][:16]}" in stdout and "--json" in stdout
 
     bank = tmp_path / "bank"
     assert run(capsys, "sample", "--generator", str(out), *SMALL, "--seeds", "0", "--what", "slab",
                "--out", str(bank))[0] == 0
-    code, stdout, _ = run(capsys, "info", str(bank))
+    code, stdout, _ = run(capsys, "info", str(bank), "--json")
     assert code == 0 and json.loads(stdout)["n_finished"] == 1
+    code, stdout, _ = run(capsys, "info", str(bank))
+    assert code == 0 and stdout.startswith(f"sample bank {bank}: 1 of 1 seeds finished")
 
 
 def test_convert_dry_run_and_refusals_change_nothing(capsys, tmp_path, snapshot):
@@ -228,10 +247,13 @@ def test_convert_dry_run_and_refusals_change_nothing(capsys, tmp_path, snapshot)
 
 
 def test_info_of_a_builtin(capsys):
-    code, stdout, _ = run(capsys, "info", "tiny-random")
+    code, stdout, _ = run(capsys, "info", "tiny-random", "--json")
     info = json.loads(stdout)
     assert code == 0 and info["kind"] == "builtin" and info["num_ws"] == 8
     assert "random weights, for trying the tools only" in info["description"]
+    code, stdout, _ = run(capsys, "info", "tiny-random")
+    assert code == 0 and stdout.splitlines()[0] == "builtin generator tiny-random: G_ema"
+    assert f"{info['n_parameters']:,} parameters" in stdout and "64 px images, 16 px neural rendering" in stdout
     code, _, err = run(capsys, "info", "no-such-generator")
     assert code == 2 and "not a built-in generator" in err
 
@@ -255,3 +277,42 @@ def test_synthetic_evaluate_checks_its_input(capsys, tmp_path):
     assert code == 0 and json.loads(text) == {"generator": "synthetic", "n_seeds": 200, "rgb": True, "out": None}
     code, text, _ = run(capsys, "synthetic", "evaluate", "--dry-run", "--no-rgb")
     assert code == 0 and json.loads(text)["rgb"] is False
+
+
+def _all_parsers(parser, prefix=()):
+    """(command words, parser) of the top level and every command and subcommand."""
+    yield prefix, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _all_parsers(sub, (*prefix, name))
+
+
+def test_help_texts_read_right():
+    """One default per option, none that reads backwards, no reST markup, every command group described."""
+    parsers = list(_all_parsers(cli.build_parser()))
+    assert len(parsers) > 25
+    for words, parser in parsers:
+        text = parser.format_help()
+        assert "``" not in text, words
+        for option in re.split(r"\n(?=  -)", text):
+            assert option.count("(default:") <= 1, (words, option)
+            assert not ("--no-" in option.split("\n")[0] and "(default: True)" in option), (words, option)
+            assert "(default: None)" not in option, (words, option)
+    top = " ".join(cli.build_parser().format_help().split())
+    for text in ("synthetic the built-in benchmark", "oracle", "reward sigma reward models: train", "sample -> label"):
+        assert text in top, text
+
+
+def test_main_leaves_the_callers_log_level(capsys):
+    """In-process calls (tests, notebooks) keep their 'nerfsculpt' log level; main sets its own only meanwhile."""
+    import logging
+
+    logger = logging.getLogger("nerfsculpt")
+    level = logger.level
+    try:
+        logger.setLevel(logging.ERROR)
+        assert run(capsys, "-v", "info", "tiny-random")[0] == 0
+        assert logger.level == logging.ERROR
+    finally:
+        logger.setLevel(level)

@@ -20,7 +20,8 @@ def test_help_explains_the_defaults(capsys):
     out = " ".join(out.split())
     assert code == 0
     for text in ("(default: 20.0)", "(default: 16)", "(default: 10.0)", "(default: 0.01)", "(default: 20.0)",
-                 "(default: combined)", "300000-300199", "--preset reference", "torchrun --nproc_per_node",
+                 "(default: combined)", "300000-300199", "--preset reference", "--preset synthetic",
+                 "torchrun --nproc_per_node",
                  "--data-free", "--resume"):
         assert text in out, text
 
@@ -35,6 +36,13 @@ def test_dry_run_prints_the_batch_arithmetic(capsys):
     config = json.loads(out)["config"]
     assert (config["reward_step"], config["micro_batch"], config["lazy_gain"], config["lambda_c"]) == (
         "separate", 1, False, 0.0)
+    code, out, _ = run(capsys, "finetune", "--out", "unused", "--preset", "synthetic", "--kimg", "0.2", "--g-lr",
+                       "0.001", "--no-lazy-gain", "--trajectory-seeds", "none", "--reward-standardise", "off",
+                       "--dry-run")
+    config = json.loads(out)["config"]  # the preset's recipe, except what was given
+    assert (config["kimg"], config["g_lr"], config["lazy_gain"], config["trajectory_seeds"]) == (0.2, 0.001, False, [])
+    assert (config["batch"], config["density_reg"], config["data_free"], config["ema_kimg"]) == (4, 0.0, True, 0.1)
+    assert "0.2 kimg at batch 4 = 50 iterations" in json.loads(out)["summary"]
 
 
 def test_a_tiny_run_and_its_resume_from_the_command_line(capsys, tmp_path, tiny_reward_path):
@@ -58,3 +66,15 @@ def test_bad_inputs_exit_2_with_one_line(capsys, tmp_path):
                        "--mesh-seeds", "x")
     assert code == 2 and "--mesh-seeds" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_every_config_field_is_an_option_with_the_configs_default(capsys):
+    import dataclasses
+
+    from nerfsculpt.cli_finetune import _CONFIG_OPTIONS
+    from nerfsculpt.finetune.config import FinetuneConfig
+
+    assert set(_CONFIG_OPTIONS) == {f.name for f in dataclasses.fields(FinetuneConfig)} - {"extra"}
+    code, out, _ = run(capsys, "finetune", "--out", "unused", "--data-free", "--dry-run")
+    expected = json.loads(json.dumps(FinetuneConfig(data_free=True).to_dict()))
+    assert code == 0 and json.loads(out)["config"] == expected

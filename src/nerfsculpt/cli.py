@@ -1,15 +1,8 @@
 """The nerfsculpt command line: ``nerfsculpt <command> [options]``; ``nerfsculpt <command> --help``.
 
-Commands: ``convert`` (EG3D pickle -> safetensors), ``sample`` (per-seed geometry banks), ``info``
-(configuration of a checkpoint, built-in generator or bank), ``synthetic dataset|fit|evaluate``
-(the synthetic benchmark: an EG3D dataset of procedural heads, fitting and measuring the built-in
-generator), ``prefs import|export|split|stats`` (preference databases), ``label new|serve`` (the
-labeling web app), ``study new|report`` (A/B user studies), ``reward ...`` (reward models),
-``finetune`` (fine-tuning a generator with a reward). Exit codes: 0 success, 2 bad usage or
-input (one line saying what to do; ``--verbose`` adds the traceback), 1 an unexpected failure.
-
-This module imports neither torch nor numpy at import time, so ``nerfsculpt --help`` is instant;
-each command imports what it needs.
+``DESCRIPTION`` is the top-level help. This module imports neither torch nor numpy at import time,
+and neither does building the parser, so ``nerfsculpt --help`` is instant; each command imports
+what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -33,6 +26,16 @@ DEFAULT_WHAT = "sigma,slab,mesh,depth,renders"  # geometry.bank.DEFAULT_WHAT; ch
 FOCAL_FFHQ_DATASET = 2985.29 / 700  # camera.FOCAL_FFHQ_DATASET (eg3d.md §5.1); checked by a test
 
 
+DESCRIPTION = """\
+Improve the 3D geometry (the density field sigma) of EG3D-family generators from human preferences.
+
+The method, one command per stage (the built-in 'synthetic' generator is the default everywhere):
+  sample -> label -> reward train -> finetune -> study
+
+Exit codes: 0 success; 2 bad usage or input (one line saying what to do; --verbose adds the
+traceback); 1 an unexpected failure; 130 interrupted (re-run the same command to resume)."""
+
+
 class UsageError(Exception):
     """Bad command-line input; the message says what to do instead."""
 
@@ -45,11 +48,22 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults and keeps the docstring layout (usage examples) of each command."""
+    """Shows defaults and keeps the docstring layout (usage examples) of each command.
+
+    No "(default: ...)" is added where the help already states it, for flags (on when given, off
+    otherwise: a default of True beside '--no-x' reads backwards) or for a default of None.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "(default" in text or action.nargs == 0 or action.default is None:
+            return text
+        return super()._get_help_string(action)
 
 
 def _usage(doc: str | None) -> str:
-    return inspect.cleandoc(doc or "")
+    """A command's docstring as its --help description: reST literals (``x``) shown as 'x'."""
+    return inspect.cleandoc(doc or "").replace("``", "'")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -312,11 +326,11 @@ def _add_sample(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Print the configuration of a checkpoint, a built-in generator or a sample bank, as JSON.
+    """Summarise a checkpoint, a built-in generator or a sample bank; --json prints everything.
 
         nerfsculpt info ffhq512-128.pkl
         nerfsculpt info checkpoints/ffhq512-128
-        nerfsculpt info tiny-random
+        nerfsculpt info tiny-random --json
         nerfsculpt info bank/
     """
     from pathlib import Path
@@ -349,14 +363,39 @@ def cmd_info(args: argparse.Namespace) -> int:
             "config": first.config.to_dict() if first is not None else None,
             "meta": net["meta"],
         }
-    print(json.dumps(out, indent=2, default=str))
+    print(json.dumps(out, indent=2, default=str) if args.json else _info_summary(out, args.target))
     return 0
+
+
+def _info_summary(out: dict[str, Any], target: str) -> str:
+    """A few lines of what ``cmd_info`` found; the whole record is ``--json``."""
+    if out["kind"] == "bank":
+        lines = [f"sample bank {out['path']}: {out['n_finished']} of {out['n_seeds']} seeds finished",
+                 f"  artefacts: {', '.join(out['what'])}"]
+    else:
+        config = out["config"] or {}
+        rendering = config.get("rendering_kwargs") or {}
+        networks = out.get("networks") or [out.get("network")]
+        lines = [f"{out['kind']} generator {out.get('path') or out.get('spec')}: {', '.join(networks)}"]
+        if out.get("description"):
+            lines.append(f"  {out['description']}")
+        if config:
+            lines.append(f"  {config['img_resolution']} px images, {config.get('neural_rendering_resolution', '?')} px "
+                         f"neural rendering, {config.get('plane_resolution', '?')}^2 tri-planes, z {config['z_dim']}, "
+                         f"w {config['w_dim']} x {out['num_ws']} layers, box {rendering.get('box_warp', '?')}")
+        if "n_parameters" in out:
+            lines.append(f"  {out['n_parameters']:,} parameters, fingerprint {out['fingerprint'][:16]}")
+        for name, fingerprint in (out.get("fingerprints") or {}).items():
+            lines.append(f"  {name} fingerprint {fingerprint[:16]}")
+    lines.append(f"the whole record: nerfsculpt info {target} --json")
+    return "\n".join(lines)
 
 
 def _add_info(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("info", parents=[common], help="print a checkpoint's / bank's configuration",
                               description=_usage(cmd_info.__doc__), formatter_class=_HelpFormatter)
     p.add_argument("target", metavar="PATH_OR_NAME", help="EG3D .pkl, converted directory, built-in name or bank")
+    p.add_argument("--json", action="store_true", help="print the whole record (configuration, manifest) as JSON")
     p.add_argument("--network", default="G_ema", choices=("G_ema", "G"), help="generator of a built-in to describe")
     p.set_defaults(handler=cmd_info)
 
@@ -449,7 +488,7 @@ def cmd_synthetic_fit(args: argparse.Namespace) -> int:
     OUT/final (config.json + G_ema.safetensors, loadable with --generator OUT/final); the losses go
     to OUT/fit_log.jsonl. The shipped weights came from the first command (docs/synthetic_fit.log).
     """
-    from nerfsculpt.synthetic.fit import FitConfig
+    from nerfsculpt.synthetic.fit_config import FitConfig
 
     minutes = None if args.minutes == 0 else args.minutes
     config = FitConfig(steps=args.steps, minutes=minutes, batch=args.batch, lr=args.lr,
@@ -472,7 +511,7 @@ def cmd_synthetic_fit(args: argparse.Namespace) -> int:
 
 
 def _add_synthetic_fit(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    from nerfsculpt.synthetic.fit import FitConfig
+    from nerfsculpt.synthetic.fit_config import FitConfig
 
     d = FitConfig()
     p = subparsers.add_parser("fit", parents=[common], help="fit the built-in synthetic generator to the heads",
@@ -644,9 +683,15 @@ def command_group(subparsers: Any, common: argparse.ArgumentParser, name: str, h
 
 
 def _add_synthetic(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    group = command_group(subparsers, common, "synthetic", "procedural heads rendered like EG3D (dataset)",
-                          "Synthetic stand-ins for EG3D data: procedural heads rendered with EG3D's renderer.\n\n"
-                          "    nerfsculpt synthetic dataset --n 2000 --out synth.zip")
+    group = command_group(subparsers, common, "synthetic",
+                          "the built-in benchmark: heads with known defects, the oracle, simulated annotators",
+                          "The synthetic benchmark: procedural heads with known geometric defects, rendered with\n"
+                          "EG3D's renderer, the built-in generator fitted to them, and the geometry oracle that\n"
+                          "scores any sigma field (the ground truth a learnt reward is checked against).\n\n"
+                          "    nerfsculpt synthetic dataset --n 2000 --out synth.zip     # real images, EG3D format\n"
+                          "    nerfsculpt synthetic evaluate --out quality.json          # the generator's bar\n"
+                          "    nerfsculpt synthetic fit --out runs/synthetic-fit --minutes 57\n"
+                          "    nerfsculpt synthetic preferences --db prefs.sqlite        # simulated annotators")
     _add_synthetic_dataset(group, common)
     _add_synthetic_fit(group, common)
     _add_synthetic_evaluate(group, common)
@@ -662,7 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="debug logging, and tracebacks on errors")
     parser = _Parser(
-        prog="nerfsculpt", description=_usage(__doc__), formatter_class=_HelpFormatter,
+        prog="nerfsculpt", description=DESCRIPTION, formatter_class=_HelpFormatter,
         epilog="Run 'nerfsculpt <command> --help' for a command's options and examples.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and tracebacks on errors")
@@ -709,6 +754,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    level = logger.level
     _configure_logging(args.verbose)
     try:
         return args.handler(args)
@@ -722,6 +768,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"nerfsculpt {args.command}: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        logger.setLevel(level)  # an in-process caller (a test, a notebook) keeps its own level
 
 
 def _is_user_error(error: Exception) -> bool:

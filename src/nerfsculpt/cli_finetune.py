@@ -1,7 +1,8 @@
 """``nerfsculpt finetune``: fine-tune a generator with a sigma reward (paper §3.2.3).
 
 Registered by ``cli.build_parser``; imports nothing heavy at import time. The options mirror
-``finetune.config.FinetuneConfig`` field by field (same names, same defaults).
+``finetune.config.FinetuneConfig`` field by field (same names, same defaults); an option left out
+takes the preset's value (``--preset``), one given explicitly overrides it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from nerfsculpt.cli import UsageError, _HelpFormatter, _init_distributed, _resol
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Fine-tune a tri-plane generator: EG3D's GAN loop + lambda_r * clamped reward + lambda_c * sigma consistency.
 
-        nerfsculpt finetune --reward runs/reward/bundle --data-free --out runs/tune            # built-in synthetic G
-        nerfsculpt finetune --reward runs/reward/bundle --data-free --lambda-r 0 --out runs/control
+        nerfsculpt finetune --reward runs/reward/bundle --preset synthetic --out runs/tune    # built-in synthetic G
+        nerfsculpt finetune --preset synthetic --lambda-r 0 --out runs/control              # its control run
         nerfsculpt finetune --generator ffhq512-128.pkl --reward runs/reward-paper --data FFHQ_512.zip --out runs/ffhq
         nerfsculpt finetune ... --preset reference        # as the reference code ran (see below)
         nerfsculpt finetune ... --out runs/tune --resume  # continue from RUN/latest.json
@@ -33,6 +34,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     micro-batches of one image (no minibatch-std groups, no pose swap), no lazy-regularisation gain
     (effective R1 gamma 1.25), and a control without the consistency term.
 
+    --preset synthetic is the recipe for the built-in synthetic generator on a CPU (minutes): 100
+    iterations at batch 4, G lr 2.5e-4, no density regulariser, G_ema half-life 0.1 kimg, the reward
+    standardised and clamped at 2 std, a 32^3 consistency cube, data-free reals, 64 trajectory seeds.
+    Options given explicitly override a preset's values.
+
     Real images for the discriminator: --data ZIP (EG3D dataset: PNGs + dataset.json with 25-number
     labels, e.g. FFHQ_512.zip, or 'nerfsculpt synthetic dataset'), or --data-free (renders of the
     frozen pretrained generator at poses from --labels or an FFHQ-like prior). A checkpoint without a
@@ -40,23 +46,23 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     RUN/ holds config.json, log.jsonl (one line per tick: losses, kimg/s, reward and clamp rate),
     rewards/tick-K.csv (seeds 300000-300199 on G_ema, psi 1), images/tick-K.png, meshes/tick-K/,
-    snapshots/ (safetensors; any command takes a snapshot directory as --generator) and latest.json.
+    snapshots/ (safetensors; any command takes a snapshot directory as --generator) and latest.json;
+    on the synthetic benchmark also the gold curve: oracle/tick-K.csv and gold_curve.png (--oracle).
     """
-    from nerfsculpt.finetune.config import FinetuneConfig, reference_preset
+    from nerfsculpt.finetune.config import FinetuneConfig, apply_preset
     from nerfsculpt.finetune.run import describe, finetune
     from nerfsculpt.latents import parse_seeds
 
-    fields = {name: getattr(args, name) for name in _CONFIG_OPTIONS}
+    fields = {name: getattr(args, name) for name in _CONFIG_OPTIONS if hasattr(args, name)}  # given explicitly
     for name in ("trajectory_seeds", "image_seeds", "mesh_seeds"):
-        try:
-            fields[name] = tuple(parse_seeds(fields[name])) if fields[name] not in ("", "none") else ()
-        except ValueError as error:
-            raise UsageError(f"--{name.replace('_', '-')}: {error}") from None
-    fields["betas"] = tuple(args.betas)
-    fields["micro_batch"] = args.micro_batch or None
-    config = FinetuneConfig(**fields)
-    if args.preset == "reference":
-        config = reference_preset(config)
+        if name in fields:
+            try:
+                fields[name] = tuple(parse_seeds(fields[name])) if fields[name] not in ("", "none") else ()
+            except ValueError as error:
+                raise UsageError(f"--{name.replace('_', '-')}: {error}") from None
+    if "micro_batch" in fields:
+        fields["micro_batch"] = fields["micro_batch"] or None
+    config = apply_preset(args.preset, FinetuneConfig(**fields), keep=fields)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if args.dry_run:
         print(json.dumps(describe(config, args.generator, args.reward, world_size), indent=2))
@@ -77,16 +83,17 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 _CONFIG_OPTIONS = (
-    "kimg", "batch", "micro_batch", "seed", "lambda_r", "lambda_c", "reward_clamp", "reward_standardise",
+    "kimg", "batch", "micro_batch", "seed", "lambda_r", "lambda_c", "reward_clamp", "reward_clamp_standardised",
+    "reward_standardise",
     "reward_psi", "consistency_psi",
     "consistency_resolution", "truncation_cutoff", "reward_step", "reward_lr", "chunk_points", "sigma_autocast",
     "reward_checkpointing",
-    "g_lr", "d_lr", "r1_gamma", "g_reg_interval", "d_reg_interval", "lazy_gain", "density_reg",
+    "g_lr", "d_lr", "betas", "r1_gamma", "g_reg_interval", "d_reg_interval", "lazy_gain", "density_reg",
     "density_reg_points", "density_reg_perturbation", "pose_swap_prob", "ema_kimg", "data", "data_free", "labels",
     "discriminator", "tick_kimg", "snapshot_ticks", "trajectory_seeds", "image_seeds", "mesh_seeds",
-    "mesh_resolution", "max_bad_steps", "tensorboard",
+    "mesh_resolution", "oracle", "oracle_resolution", "max_bad_steps", "tensorboard",
 )
-"""``FinetuneConfig`` fields set from the command line (``betas`` is handled apart)."""
+"""``FinetuneConfig`` fields settable from the command line."""
 
 
 def _cutoff(text: str) -> int | None:
@@ -94,88 +101,100 @@ def _cutoff(text: str) -> int | None:
 
 
 def add_finetune_command(subparsers, common: argparse.ArgumentParser) -> None:
-    from nerfsculpt.finetune.config import FinetuneConfig
+    from nerfsculpt.finetune.config import PRESETS, REWARD_SCALES, FinetuneConfig
 
     d = FinetuneConfig()
     p = subparsers.add_parser("finetune", parents=[common], help="fine-tune a generator with a sigma reward",
                               description=_usage(cmd_finetune.__doc__), formatter_class=_HelpFormatter)
+
+    def option(group, name: str, help: str, default=None, **kwargs) -> None:
+        """A FinetuneConfig field: left unset unless given, so that a preset's value is not overridden."""
+        shown = getattr(d, name) if default is None else default
+        flag = kwargs.pop("flag", "--" + name.replace("_", "-"))
+        suffix = "" if shown is None or shown is False else f" (default: {shown})"  # an unset path, an off flag
+        group.add_argument(flag, dest=name, default=argparse.SUPPRESS, help=help + suffix, **kwargs)
+
     io = p.add_argument_group("inputs and outputs")
     io.add_argument("--generator", default="synthetic", metavar="PATH|NAME",
                     help="EG3D .pkl, a converted directory, a fine-tuning snapshot, or a built-in name")
     io.add_argument("--reward", metavar="BUNDLE", help="sigma_slab reward bundle (needed unless --lambda-r 0)")
     io.add_argument("--out", required=True, metavar="RUN", help="run directory")
     io.add_argument("--resume", action="store_true", help="continue the run in --out from its latest snapshot")
-    io.add_argument("--data", metavar="ZIP", help="EG3D dataset zip of real images (PNG + dataset.json)")
-    io.add_argument("--data-free", action="store_true",
-                    help="no real images: the discriminator's reals are renders of the frozen pretrained generator")
-    io.add_argument("--labels", metavar="JSON|ZIP",
-                    help="camera labels for --data-free (dataset.json or a dataset zip); default an FFHQ-like prior")
-    io.add_argument("--discriminator", metavar="PATH", help="checkpoint whose D to start from (default: the "
-                    "generator checkpoint's, else a new one)")
+    option(io, "data", "EG3D dataset zip of real images (PNG + dataset.json)", metavar="ZIP")
+    option(io, "data_free", "no real images: the discriminator's reals are renders of the frozen pretrained "
+           "generator", action="store_const", const=True)
+    option(io, "labels", "camera labels for --data-free (dataset.json or a dataset zip); default an FFHQ-like "
+           "prior", metavar="JSON|ZIP")
+    option(io, "discriminator", "checkpoint whose D to start from (default: the generator checkpoint's, else a "
+           "new one)", metavar="PATH")
     io.add_argument("--allow-reward-mismatch", action="store_true",
                     help="use a reward trained on another kind of generator (different resolution or box)")
     io.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto")
     io.add_argument("--no-progress", action="store_true", help="no progress bar")
     io.add_argument("--dry-run", action="store_true",
                     help="print the resolved configuration and batch arithmetic, do nothing")
-    io.add_argument("--preset", choices=("paper", "reference"), default="paper",
-                    help="'reference': separate reward step, micro-batches of 1, no lazy gains, control without L_c")
+    io.add_argument("--preset", choices=PRESETS, default="paper",
+                    help="settings to start from; options given explicitly override them. 'reference': separate "
+                         "reward step, micro-batches of 1, no lazy gains, control without L_c; 'synthetic': the "
+                         "CPU-minutes recipe for the built-in synthetic generator (docs/finetune.md)")
 
     run = p.add_argument_group("length and batch")
-    run.add_argument("--kimg", type=float, default=d.kimg, help="length in thousands of images per phase")
-    run.add_argument("--batch", type=int, default=d.batch, help="images per iteration over all processes")
-    run.add_argument("--micro-batch", type=int, default=0,
-                     help="images per forward pass on one process; 0 = the whole per-process batch")
-    run.add_argument("--seed", type=int, default=d.seed, help="seed of every random draw")
+    option(run, "kimg", "length in thousands of images per phase", type=float)
+    option(run, "batch", "images per iteration over all processes", type=int)
+    option(run, "micro_batch", "images per forward pass on one process; 0 = the whole per-process batch",
+           default=0, type=int)
+    option(run, "seed", "seed of every random draw", type=int)
 
     terms = p.add_argument_group("the paper's terms (Eq. 6-7)")
-    terms.add_argument("--lambda-r", type=float, default=d.lambda_r, help="reward weight; 0 = control run")
-    terms.add_argument("--lambda-c", type=float, default=d.lambda_c, help="sigma-consistency weight")
-    terms.add_argument("--reward-clamp", type=float, default=d.reward_clamp, help="clamp of the reward")
-    terms.add_argument("--reward-standardise", choices=("auto", "on", "off"), default=d.reward_standardise,
-                       help="L_r on (r - mean) / std of the trajectory seeds' tick-0 rewards: 'on', 'off' (the paper), "
-                            "'auto' = on when most of those rewards are beyond the clamp (no gradient there)")
-    terms.add_argument("--reward-psi", type=float, default=d.reward_psi, help="truncation of the rewarded latents")
-    terms.add_argument("--consistency-psi", type=float, default=d.consistency_psi,
-                       help="truncation of the consistency latents")
-    terms.add_argument("--consistency-resolution", type=int, default=d.consistency_resolution,
-                       help="consistency cube samples per axis")
-    terms.add_argument("--truncation-cutoff", type=_cutoff, default=d.truncation_cutoff,
-                       help="w layers truncated ('all' = every layer)")
-    terms.add_argument("--reward-step", choices=("combined", "separate"), default=d.reward_step,
-                       help="one generator objective (paper) or a separate Adam step (reference)")
-    terms.add_argument("--reward-lr", type=float, default=d.reward_lr, help="lr of the separate reward step")
-    terms.add_argument("--chunk-points", type=int, default=d.chunk_points, help="decoder points per chunk")
-    terms.add_argument("--no-reward-checkpointing", dest="reward_checkpointing", action="store_false",
-                       help="keep the reward network's activations (faster, about twice the memory)")
-    terms.add_argument("--sigma-autocast", choices=("auto", "bf16", "fp16", "fp32"), default=d.sigma_autocast,
-                       help="decoder precision of the reward slab (auto: bf16 on CUDA, fp32 on CPU)")
+    option(terms, "lambda_r", "reward weight; 0 = control run", type=float)
+    option(terms, "lambda_c", "sigma-consistency weight", type=float)
+    option(terms, "reward_clamp", "clamp of the raw reward", type=float)
+    option(terms, "reward_clamp_standardised", "clamp of the standardised reward, in std of the tick-0 rewards",
+           type=float)
+    option(terms, "reward_standardise", "how L_r reads r, from the mean and std of the trajectory seeds' tick-0 "
+           "rewards: 'off' raw (the paper); 'calibrate' mapped to the paper's released reward's scale (mean 5.76, "
+           "std 2.32) and clamped at --reward-clamp, so the clamp bites 1.8 std above the pretrained mean as the "
+           "paper's did; 'on' (r - mean) / std clamped at --reward-clamp-standardised; 'auto' = calibrate when most "
+           "of those rewards are beyond the clamp (no gradient there), else off", choices=REWARD_SCALES)
+    option(terms, "reward_psi", "truncation of the rewarded latents", type=float)
+    option(terms, "consistency_psi", "truncation of the consistency latents", type=float)
+    option(terms, "consistency_resolution", "consistency cube samples per axis", type=int)
+    option(terms, "truncation_cutoff", "w layers truncated ('all' = every layer)", type=_cutoff)
+    option(terms, "reward_step", "one generator objective (paper) or a separate Adam step (reference)",
+           choices=("combined", "separate"))
+    option(terms, "reward_lr", "lr of the separate reward step", type=float)
+    option(terms, "chunk_points", "decoder points per chunk", type=int)
+    option(terms, "reward_checkpointing", "keep the reward network's activations (faster, about twice the "
+           "memory)", default="checkpointing on", flag="--no-reward-checkpointing", action="store_const", const=False)
+    option(terms, "sigma_autocast", "decoder precision of the reward slab (auto: bf16 on CUDA, fp32 on CPU)",
+           choices=("auto", "bf16", "fp16", "fp32"))
 
     gan = p.add_argument_group("EG3D's GAN recipe")
-    gan.add_argument("--g-lr", type=float, default=d.g_lr, help="G learning rate (before lazy-reg adjustment)")
-    gan.add_argument("--d-lr", type=float, default=d.d_lr, help="D learning rate (before lazy-reg adjustment)")
-    gan.add_argument("--betas", type=float, nargs=2, default=d.betas, help="Adam betas")
-    gan.add_argument("--r1-gamma", type=float, default=d.r1_gamma, help="R1 weight (both D images)")
-    gan.add_argument("--g-reg-interval", type=int, default=d.g_reg_interval, help="density reg every N iterations")
-    gan.add_argument("--d-reg-interval", type=int, default=d.d_reg_interval, help="R1 every N iterations")
-    gan.add_argument("--no-lazy-gain", dest="lazy_gain", action="store_false",
-                     help="do not multiply the lazy regularisers by their interval (the reference)")
-    gan.add_argument("--density-reg", type=float, default=d.density_reg, help="density regulariser weight")
-    gan.add_argument("--density-reg-points", type=int, default=d.density_reg_points, help="points per sample")
-    gan.add_argument("--density-reg-perturbation", type=float, default=d.density_reg_perturbation,
-                     help="std of the point perturbation")
-    gan.add_argument("--pose-swap-prob", type=float, default=d.pose_swap_prob,
-                     help="generator pose-conditioning swap probability")
-    gan.add_argument("--ema-kimg", type=float, default=None, help="G_ema half-life (default batch * 10 / 32)")
+    option(gan, "g_lr", "G learning rate (before lazy-reg adjustment)", type=float)
+    option(gan, "d_lr", "D learning rate (before lazy-reg adjustment)", type=float)
+    option(gan, "betas", "Adam betas", type=float, nargs=2)
+    option(gan, "r1_gamma", "R1 weight (both D images)", type=float)
+    option(gan, "g_reg_interval", "density reg every N iterations", type=int)
+    option(gan, "d_reg_interval", "R1 every N iterations", type=int)
+    option(gan, "lazy_gain", "do not multiply the lazy regularisers by their interval (the reference)",
+           default="gains on", flag="--no-lazy-gain", action="store_const", const=False)
+    option(gan, "density_reg", "density regulariser weight", type=float)
+    option(gan, "density_reg_points", "points per sample", type=int)
+    option(gan, "density_reg_perturbation", "std of the point perturbation", type=float)
+    option(gan, "pose_swap_prob", "generator pose-conditioning swap probability", type=float)
+    option(gan, "ema_kimg", "G_ema half-life in kimg", default="batch * 10 / 32", type=float)
 
     mon = p.add_argument_group("monitoring and snapshots")
-    mon.add_argument("--tick-kimg", type=float, default=d.tick_kimg, help="kimg per tick")
-    mon.add_argument("--snapshot-ticks", type=int, default=d.snapshot_ticks, help="snapshot every N ticks")
-    mon.add_argument("--trajectory-seeds", default="300000-300199", help="seeds scored every tick ('none': off)")
-    mon.add_argument("--image-seeds", default="2-6", help="seeds of the per-tick image grid ('none': off)")
-    mon.add_argument("--mesh-seeds", default="2,3", help="seeds of the per-tick meshes ('none': off)")
-    mon.add_argument("--mesh-resolution", type=int, default=d.mesh_resolution, help="grid of the per-tick meshes")
-    mon.add_argument("--max-bad-steps", type=int, default=d.max_bad_steps,
-                     help="abort after N consecutive NaN/Inf steps")
-    mon.add_argument("--tensorboard", action="store_true", help="also log to RUN/tensorboard")
+    option(mon, "tick_kimg", "kimg per tick", type=float)
+    option(mon, "snapshot_ticks", "snapshot every N ticks", type=int)
+    option(mon, "trajectory_seeds", "seeds scored every tick ('none': off)", default="300000-300199")
+    option(mon, "image_seeds", "seeds of the per-tick image grid ('none': off)", default="2-6")
+    option(mon, "mesh_seeds", "seeds of the per-tick meshes ('none': off)", default="2,3")
+    option(mon, "mesh_resolution", "grid of the per-tick meshes", type=int)
+    option(mon, "oracle", "the gold curve: the synthetic benchmark's geometry oracle on the trajectory seeds every "
+           "tick (RUN/oracle/, RUN/gold_curve.png); auto = when the generator has the built-in synthetic one's "
+           "architecture", choices=("auto", "on", "off"))
+    option(mon, "oracle_resolution", "sigma grid of the gold curve's oracle", type=int)
+    option(mon, "max_bad_steps", "abort after N consecutive NaN/Inf steps", type=int)
+    option(mon, "tensorboard", "also log to RUN/tensorboard", default="off", action="store_const", const=True)
     p.set_defaults(handler=cmd_finetune, command="finetune")

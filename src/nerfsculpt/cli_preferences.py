@@ -14,16 +14,20 @@ from nerfsculpt.cli import UsageError, _HelpFormatter, _resolve_device, _usage, 
 
 
 def _open_store(path: str, create: bool = False):
-    from nerfsculpt.preferences.store import PreferenceStore
+    """The database at ``path``; with ``create``, a missing one appears only if the command succeeds."""
+    from nerfsculpt.preferences.store import PreferenceStore, open_or_create
 
+    if create:
+        return open_or_create(path)
     try:
-        return PreferenceStore(path, create=create)
+        return PreferenceStore(path, create=False)
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
 
 
 def cmd_prefs_import(args: argparse.Namespace) -> int:
-    """Import preferences into a database (created if missing); each file is all-or-nothing.
+    """Import preferences into a database (created if missing); each file is all-or-nothing, and a
+    failed import (or a CSV without questions) creates and changes nothing.
 
         nerfsculpt prefs import ../shared/data/rankedseedsall.csv --db paper.sqlite
         nerfsculpt prefs import rankings_records.csv --db old.sqlite --study pilot-2024
@@ -121,6 +125,7 @@ def cmd_prefs_split(args: argparse.Namespace) -> int:
 def cmd_prefs_stats(args: argparse.Namespace) -> int:
     """Summarise a study: answers per annotator, agreement, self-consistency, Bradley-Terry ranking.
 
+        nerfsculpt prefs stats --db prefs.sqlite                  # the database's only study
         nerfsculpt prefs stats --db prefs.sqlite --study pilot
         nerfsculpt prefs stats --db prefs.sqlite --study pilot --json stats.json
 
@@ -132,20 +137,21 @@ def cmd_prefs_stats(args: argparse.Namespace) -> int:
     from nerfsculpt.preferences.pairs import expand_pairs, ranked_lists
 
     with _open_store(args.db) as store:
-        study = store.study(args.study)
-        answers = store.answers(study=args.study)
+        name = store.choose_study(args.study)
+        study = store.study(name)
+        answers = store.answers(study=name)
         rate, comparisons = agreement.pairwise_agreement(store, answers)
         per_annotator = {}
-        for name in store.annotators(args.study):
-            mine = [a for a in answers if a.annotator == name]
-            per_annotator[name] = {"answers": len(mine), "cant_decide": sum(a.cant_decide for a in mine)}
+        for annotator in store.annotators(name):
+            mine = [a for a in answers if a.annotator == annotator]
+            per_annotator[annotator] = {"answers": len(mine), "cant_decide": sum(a.cant_decide for a in mine)}
         pairs = expand_pairs(ranked_lists(store, answers, "full"))
-        items = {i: it for q in store.questions(args.study) for i, it in zip(q.item_ids, q.items, strict=True)}
+        items = {i: it for q in store.questions(name) for i, it in zip(q.item_ids, q.items, strict=True)}
         ids = {it: i for i, it in items.items()}
         strengths = agreement.bradley_terry([(ids[p.winner], ids[p.loser]) for p in pairs])
         ranked = sorted(strengths.items(), key=lambda kv: -kv[1])
         stats = {
-            "study": args.study, "kind": study["kind"], "overlap": study["overlap"],
+            "study": name, "kind": study["kind"], "overlap": study["overlap"],
             "questions": study["questions"], "answers": len(answers), "annotators": per_annotator,
             "pairwise_agreement": {"rate": rate, "comparisons": comparisons},
             "krippendorff_alpha": agreement.answers_alpha(store, answers),
@@ -232,13 +238,16 @@ def cmd_label_serve(args: argparse.Namespace) -> int:
 
         nerfsculpt label serve --db prefs.sqlite                         # http://127.0.0.1:8765
         nerfsculpt label serve --db prefs.sqlite --study pilot --port 9000
+        nerfsculpt label serve --db prefs.sqlite --host ::1              # IPv6 loopback: http://[::1]:8765
         nerfsculpt label serve --db prefs.sqlite --host 0.0.0.0          # LAN: prints a URL with a token
 
     Keys: 1-6 pick (best, then worst; or in order with 'rank fully'), 0 can't decide, U undo,
-    S skip, R colour images, F rank fully. Binding beyond 127.0.0.1 requires a token (made up
-    and printed when --token is not given).
+    S skip, R colour images, F rank fully. Binding beyond loopback requires a token (made up
+    and printed when --token is not given). The URL is printed once the port is bound.
     """
+    import errno
     import secrets
+    import socket
 
     import uvicorn
 
@@ -249,10 +258,31 @@ def cmd_label_serve(args: argparse.Namespace) -> int:
     loopback = args.host in ("127.0.0.1", "localhost", "::1")
     token = args.token or (None if loopback else secrets.token_urlsafe(16))
     app = create_app(args.db, study=args.study, token=token)
-    url = f"http://{'127.0.0.1' if loopback else args.host}:{args.port}/" + (f"?token={token}" if token else "")
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)  # bound as uvicorn would
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except (OSError, OverflowError) as error:
+        sock.close()
+        app.state.service.close()
+        if getattr(error, "errno", None) == errno.EADDRINUSE:
+            raise UsageError(f"port {args.port} on {args.host} is in use; pass --port with a free port "
+                             f"(e.g. --port {args.port + 1})") from None
+        raise UsageError(f"cannot listen on {args.host} port {args.port} ({error}); pass another --host or --port"
+                         ) from None
+    url = _serve_url(args.host, sock.getsockname()[1], token)
     print(f"serving study {app.state.service.study!r} of {args.db} at {url}  (Ctrl-C to stop)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    with sock:
+        uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")).run(sockets=[sock])
     return 0
+
+
+def _serve_url(host: str, port: int, token: str | None) -> str:
+    """The page's address: an IPv6 host in brackets (``http://[::1]:8765/``), the token as a query."""
+    from urllib.parse import quote
+
+    netloc = f"[{host}]" if ":" in host else host
+    return f"http://{netloc}:{port}/" + (f"?token={quote(token)}" if token else "")
 
 
 def cmd_study_new(args: argparse.Namespace) -> int:
@@ -327,11 +357,7 @@ def cmd_study_report(args: argparse.Namespace) -> int:
     from nerfsculpt.preferences import user_study
 
     if args.counts:
-        try:
-            counts = {"all": user_study.StudyCounts(*(int(c) for c in args.counts.split(",")))}
-        except (TypeError, ValueError):
-            raise UsageError(f"--counts must be TUNED,ORIGINAL,NONE non-negative integers, got {args.counts!r}"
-                             ) from None
+        counts = {"all": _parse_counts(args.counts)}
     else:
         if not args.db:
             raise UsageError("pass --db STUDY.sqlite (or --counts TUNED,ORIGINAL,NONE)")
@@ -349,6 +375,23 @@ def cmd_study_report(args: argparse.Namespace) -> int:
 
         write_atomic(args.json, (json.dumps(reports, indent=2) + "\n").encode())
     return 0
+
+
+def _parse_counts(text: str):
+    """``--counts TUNED,ORIGINAL,NONE`` -> ``user_study.StudyCounts``."""
+    from nerfsculpt.preferences.user_study import StudyCounts
+
+    try:
+        values = [int(field) for field in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3 or min(values) < 0:
+        raise UsageError(f"--counts must be three non-negative integers TUNED,ORIGINAL,NONE (answers preferring the "
+                         f"tuned generator, the original, neither; e.g. the paper's 506,141,33), got {text!r}")
+    try:
+        return StudyCounts(*values)
+    except ValueError as error:
+        raise UsageError(f"--counts: {error}") from None
 
 
 def _finite(value: Any) -> Any:
@@ -405,7 +448,7 @@ def add_prefs_commands(subparsers: Any, common: argparse.ArgumentParser) -> None
 
     q = _subcommand(group, common, "stats", "agreement and Bradley-Terry summary of a study", cmd_prefs_stats,
                     "prefs stats")
-    q.add_argument("--study", required=True, help="study to summarise")
+    q.add_argument("--study", default=None, help="study to summarise (default: the database's only study)")
     q.add_argument("--top", type=int, default=5, help="items listed at each end of the Bradley-Terry ranking")
     q.add_argument("--json", default=None, metavar="FILE", help="also write the statistics to this file")
 
@@ -455,6 +498,7 @@ def add_study_commands(subparsers: Any, common: argparse.ArgumentParser) -> None
     q = _subcommand(group, common, "report", "Table 3: proportions, Cohen's h, binomial test, CI", cmd_study_report,
                     "study report", db_required=False)
     q.add_argument("--study", default=None, help="A/B study (default: the database's first)")
-    q.add_argument("--counts", default=None, metavar="T,O,N", help="report these counts instead of a database")
+    q.add_argument("--counts", default=None, metavar="T,O,N",
+                   help="report these answer counts instead of a database: tuned, original, no preference")
     q.add_argument("--confidence", type=float, default=0.95, help="confidence level of the interval")
     q.add_argument("--json", default=None, metavar="FILE", help="also write the report to this file")

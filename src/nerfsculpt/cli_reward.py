@@ -91,14 +91,13 @@ def cmd_reward_score(args: argparse.Namespace) -> int:
 
 
 def _open_study(args: argparse.Namespace):
-    from nerfsculpt.app.server import pick_study
     from nerfsculpt.preferences.store import PreferenceStore
 
     try:
         store = PreferenceStore(args.db, create=False)
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
-    return store, pick_study(store, args.study)
+    return store, store.choose_study(args.study)
 
 
 def _input_source(args: argparse.Namespace, extraction, store, study: str, device, cache_dir):
@@ -289,8 +288,12 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_reward_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    group = command_group(subparsers, common, "reward", "reward models: import the paper's, score geometry",
-                          "Reward models read geometry (the sigma slab) and return a quality score.\n\n"
+    group = command_group(subparsers, common, "reward",
+                          "sigma reward models: train (Bradley-Terry), evaluate, score, import",
+                          "Reward models read geometry (the sigma slab) and return a quality score; they learn\n"
+                          "from ranked preferences with the paper's Bradley-Terry objective.\n\n"
+                          "    nerfsculpt reward train --db prefs.sqlite --out runs/reward\n"
+                          "    nerfsculpt reward eval --bundle runs/reward/bundle --db prefs.sqlite\n"
                           "    nerfsculpt reward import-reference RELEASE_DIR runs/reward-paper\n"
                           "    nerfsculpt reward score --bundle runs/reward-paper --generator G.pkl --seeds 0-9")
     p = group.add_parser("import-reference", parents=[common], help="the paper's released reward -> a bundle",

@@ -1,5 +1,6 @@
-"""``nerfsculpt label new``: question design, repeats, defaults and errors."""
+"""``nerfsculpt label new|serve``: question design, repeats, defaults and errors."""
 
+import socket
 from collections import Counter
 
 import pytest
@@ -51,3 +52,31 @@ def test_design_is_deterministic_and_validated():
     for bad in ("1-3", "5-3", "x", "2-3-4"):
         with pytest.raises(ValueError, match="2-6"):
             parse_item_range(bad)
+
+
+def test_label_commands_refuse_a_file_that_is_not_a_database(bank, tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    for argv in (["label", "serve", "--db", str(notes)], ["label", "new", "--bank", str(bank), "--db", str(notes)]):
+        assert main(argv) == 2, argv
+        assert f"{notes} is not a nerfsculpt preference database" in capsys.readouterr().err
+    assert notes.read_text() == "hello" and [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_label_serve_on_a_busy_port_says_so_before_serving(study_db, capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["label", "serve", "--db", str(study_db), "--port", str(port)]) == 2
+    out, err = capsys.readouterr()
+    assert f"port {port} on 127.0.0.1 is in use; pass --port" in err and "serving" not in out
+
+
+def test_serve_url_brackets_ipv6_hosts():
+    from nerfsculpt.cli_preferences import _serve_url
+
+    assert _serve_url("::1", 8765, None) == "http://[::1]:8765/"
+    assert _serve_url("localhost", 8765, None) == "http://localhost:8765/"
+    assert _serve_url("127.0.0.1", 9000, None) == "http://127.0.0.1:9000/"
+    assert _serve_url("0.0.0.0", 80, "a b") == "http://0.0.0.0:80/?token=a%20b"

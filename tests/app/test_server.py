@@ -37,6 +37,7 @@ def test_page_and_static_files_are_served(client):
     assert "http" not in page.text.replace("http-equiv", ""), "no external resources"
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/static/app.css").headers["content-type"].startswith("text/css")
+    assert client.get("/static/favicon.svg").headers["content-type"] == "image/svg+xml"
     assert client.get("/static/../server.py").status_code == 404
     assert client.get("/static/secret.txt").status_code == 404
 
@@ -141,3 +142,73 @@ def test_database_must_exist_and_study_must_be_chosen(tmp_path, study_db):
     with pytest.raises(ValueError, match="--study"):
         create_app(study_db)
     assert create_app(study_db, study="second").state.service.study == "second"
+
+
+@pytest.mark.parametrize("method, path, body, status", [
+    ("post", "/api/answer", {"question_id": 10**30, "best": 0, "worst": 1}, 404),
+    ("post", "/api/answer", {"question_id": -10**30, "best": 0, "worst": 1}, 404),
+    ("get", f"/api/state?annotator=ann&question={10**23}", None, 404),
+    ("get", f"/api/state?annotator=ann&skip=1,{10**23}", None, 422),
+    ("get", f"/images/{10**23}/front", None, 404),
+])
+def test_integers_beyond_sqlite_range_are_client_errors(client, study_db, method, path, body, status):
+    response = client.request(method, path, json=None if body is None else {"annotator": "ann", **body})
+    assert response.status_code == status, response.text
+    assert isinstance(response.json()["detail"], str)
+    assert _db_snapshot(study_db) == []
+
+
+def test_deep_or_huge_json_is_400(study_db):
+    headers = {"content-type": "application/json"}
+    with TestClient(create_app(study_db, max_body=300_000)) as client:
+        for body in ("[" * 100_000 + "]" * 100_000, "[" * 5000 + "]" * 5000, '{"question_id": ' + "9" * 5000 + "}"):
+            for path in ("/api/answer", "/api/undo"):
+                response = client.post(path, content=body.encode(), headers=headers)
+                assert response.status_code == 400 and "JSON" in response.json()["detail"], response.text
+    assert _db_snapshot(study_db) == []
+
+
+def test_cross_site_writes_are_refused_and_store_nothing(client, study_db):
+    qid = _state(client)["question"]["id"]
+    body = json.dumps({"question_id": qid, "annotator": "ann", "best": 0, "worst": 1}).encode()
+    form = client.post("/api/answer", content=body, headers={"content-type": "text/plain",
+                                                               "origin": "http://evil.example"})
+    assert form.status_code == 403 and "origin" in form.json()["detail"]
+    plain = client.post("/api/answer", content=body, headers={"content-type": "text/plain"})
+    assert plain.status_code == 403 and "application/json" in plain.json()["detail"]
+    foreign = client.post("/api/answer", content=body, headers={"content-type": "application/json",
+                                                                  "origin": "http://evil.example"})
+    assert foreign.status_code == 403
+    assert _db_snapshot(study_db) == [] and _state(client)["progress"]["answered"] == 0
+    same = client.post("/api/answer", content=body, headers={"content-type": "application/json; charset=utf-8",
+                                                               "origin": "http://testserver"})
+    assert same.status_code == 200, same.text
+    undo = client.post("/api/undo", json={"annotator": "ann"}, headers={"origin": "null"})
+    assert undo.status_code == 403
+    assert [row[4] for row in _db_snapshot(study_db)] == [True], "the answer is not retracted"
+
+
+@pytest.mark.parametrize("host, status", [
+    ("evil.example", 403), ("evil.example:8765", 403), ("127.0.0.1.evil.example", 403), ("", 403),
+    ("127.0.0.1:8765", 200), ("localhost:8765", 200), ("LOCALHOST", 200), ("[::1]:8765", 200), ("testserver", 200),
+])
+def test_only_loopback_hosts_are_served_without_token(client, host, status):
+    for path in ("/", "/api/state?annotator=ann", "/static/app.js"):
+        response = client.get(path, headers={"host": host})
+        assert response.status_code == status, (path, response.text)
+        if status == 403:
+            assert "Host" in response.json()["detail"]
+
+
+def test_with_token_any_host_but_no_cross_origin_writes(study_db):
+    with TestClient(create_app(study_db, token="s3cret"), headers={"X-Nerfsculpt-Token": "s3cret"}) as client:
+        state = client.get("/api/state", params={"annotator": "ann"}, headers={"host": "labeler.lan:8765"})
+        assert state.status_code == 200
+        body = {"question_id": state.json()["question"]["id"], "annotator": "ann", "best": 0, "worst": 1}
+        foreign = client.post("/api/answer", json=body, headers={"origin": "http://evil.example"})
+        assert foreign.status_code == 403
+        assert _db_snapshot(study_db) == []
+        lan = client.post("/api/answer", json=body, headers={"host": "labeler.lan:8765",
+                                                             "origin": "http://labeler.lan:8765"})
+        assert lan.status_code == 200, lan.text
+

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from nerfsculpt.finetune.config import FinetuneConfig, FinetuneError, batch_plan, reference_preset
+from nerfsculpt.finetune.config import FinetuneConfig, FinetuneError, apply_preset, batch_plan, reference_preset
 
 
 def test_paper_batch_arithmetic():
@@ -30,6 +30,22 @@ def test_reference_preset():
     assert FinetuneConfig(data_free=True, lambda_r=0).lambda_c == 0.01  # ours keeps it, as the paper says
 
 
+def test_presets_keep_the_settings_given_explicitly():
+    synthetic = apply_preset("synthetic", FinetuneConfig(kimg=0.2, lambda_r=0), keep={"kimg", "lambda_r"})
+    assert (synthetic.kimg, synthetic.lambda_r, synthetic.batch, synthetic.g_lr, synthetic.density_reg) == (
+        0.2, 0, 4, 2.5e-4, 0.0)
+    assert synthetic.data_free and synthetic.reward_standardise == "on" and synthetic.extra["preset"] == "synthetic"
+    synthetic.validate()
+    with_data = apply_preset("synthetic", FinetuneConfig(data="d.zip"), keep={"data"})
+    assert not with_data.data_free and with_data.data == "d.zip"
+    control = apply_preset("reference", FinetuneConfig(data_free=True, lambda_r=0, lambda_c=0.01),
+                           keep={"data_free", "lambda_r", "lambda_c"})
+    assert (control.reward_step, control.lambda_c) == ("separate", 0.01)  # an explicit lambda_c survives
+    assert apply_preset("paper", FinetuneConfig(batch=8)) == FinetuneConfig(batch=8)
+    with pytest.raises(FinetuneError, match="preset must be one of"):
+        apply_preset("fast", FinetuneConfig())
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"batch": 0}, "batch must be > 0"),
     ({"lambda_r": -1}, "lambda_r must be >= 0"),
@@ -40,7 +56,9 @@ def test_reference_preset():
     ({"labels": "l.json", "data_free": False, "data": "x.zip"}, "--labels is for --data-free"),
     ({"sigma_autocast": "int8"}, "sigma_autocast"),
     ({"reward_standardise": "on", "trajectory_seeds": ()}, "needs trajectory seeds"),
+    ({"reward_standardise": "calibrate", "trajectory_seeds": ()}, "needs trajectory seeds"),
     ({"reward_standardise": "yes"}, "reward_standardise must be"),
+    ({"reward_clamp_standardised": 0}, "reward_clamp_standardised must be > 0"),
 ])
 def test_invalid_settings_are_named(changes, message):
     with pytest.raises(FinetuneError, match=message):

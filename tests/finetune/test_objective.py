@@ -42,15 +42,58 @@ def test_reward_gradients_reach_the_backbone_and_the_decoder(setup):
     assert all(p.grad is None for p in reward.model.parameters())  # the reward network stays frozen
 
 
+def test_the_calibrated_reward_is_on_the_papers_scale(setup):
+    """'calibrate' (and 'auto' once it calibrates): 5.76 + 2.32 (r - mean) / std, clamped at the paper's 10."""
+    G, G_old, reward, z = setup
+    for setting in ("calibrate", "auto"):
+        terms = GeometryTerms(tiny_run(lambda_c=0.0, reward_standardise=setting), reward, G_old)
+        raw = terms(G, z)[1]["reward"]
+        terms.baseline = (raw.mean().item(), 0.5)
+        calibrated = terms(G, z)[1]["reward"]
+        torch.testing.assert_close(calibrated, 5.76 + 2.32 * (raw - raw.mean()) / 0.5)
+        assert terms.clamp == 10.0 and not terms.standardised
+    lo, hi = raw.argsort().tolist()  # the higher sample 2 std above the mean: past the clamp, (10 - 5.76) / 2.32
+    terms.baseline = (raw[hi].item() - 2.0, 1.0)
+    G.zero_grad(set_to_none=True)
+    loss, stats = terms(G, z)
+    assert stats["reward"][hi].item() == pytest.approx(5.76 + 2.32 * 2.0, abs=1e-4)  # 10.4: beyond the clamp
+    torch.testing.assert_close(loss, -10.0 * (stats["reward"][lo] + 10.0) / 2, atol=1e-4, rtol=0)
+
+
 def test_the_standardising_baseline_and_the_clamp(setup):
     G, G_old, reward, z = setup
-    terms = GeometryTerms(tiny_run(lambda_c=0.0), reward, G_old)
+    terms = GeometryTerms(tiny_run(lambda_c=0.0, reward_standardise="on"), reward, G_old)
     raw = terms(G, z)[1]["reward"]
+    assert terms.clamp == 10.0
     terms.baseline = (raw.mean().item(), 0.5)
     torch.testing.assert_close(terms(G, z)[1]["reward"], (raw - raw.mean()) / 0.5)
+    assert terms.clamp == 2.0  # reward_clamp_standardised: std units
     terms.baseline = (raw.max().item() + 100.0, 1.0)  # every reward far below -10: no gradient at all
     G.zero_grad(set_to_none=True)
     loss, _ = terms(G, z)
     loss.backward()
-    assert loss.item() == pytest.approx(100.0)  # 10 * -clamp(r, -10, 10) = 10 * 10
+    assert loss.item() == pytest.approx(20.0)  # 10 * -clamp(r, -2, 2) = 10 * 2
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in G.parameters())
+
+
+def test_the_standardised_clamp_cuts_at_its_own_boundary(setup):
+    G, G_old, reward, z = setup
+    terms = GeometryTerms(tiny_run(lambda_c=0.0, reward_standardise="on", reward_clamp_standardised=3.0), reward,
+                          G_old)
+    raw = terms(G, z)[1]["reward"].detach()
+    lo, hi = raw.argsort().tolist()
+    std = (raw[hi] - raw[lo]).item()
+    terms.baseline = (raw[lo].item() - 2.5 * std, std)  # the lower sample at +2.5 std, the higher at +3.5
+    G.zero_grad(set_to_none=True)
+    loss, stats = terms(G, z)
+    torch.testing.assert_close(stats["reward"][[lo, hi]], torch.tensor([2.5, 3.5]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(loss, torch.tensor(-10.0 * (2.5 + 3.0) / 2), atol=1e-4, rtol=0)
+    loss.backward()
+    batch = {name: p.grad.clone() for name, p in G.named_parameters() if p.grad is not None}
+    G.zero_grad(set_to_none=True)
+    terms(G, z[[lo]])[0].backward()  # the lower sample alone carries the batch's whole gradient (halved)
+    alone = {name: p.grad for name, p in G.named_parameters() if p.grad is not None}
+    assert batch.keys() == alone.keys() and batch
+    for name, grad in batch.items():
+        scale = grad.abs().max().item()  # float32 rounding of a batch of two vs one sample: ~1e-5 of the scale
+        torch.testing.assert_close(grad, alone[name] / 2, atol=1e-4 * max(scale, 1.0), rtol=0, msg=name)

@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import logging
+import os
 import shutil
 
 import pytest
@@ -12,7 +14,7 @@ from nerfsculpt.finetune.config import FinetuneError
 from nerfsculpt.finetune.run import finetune
 from nerfsculpt.finetune.snapshot import latest_snapshot, save_snapshot
 from nerfsculpt.generator.builtin import resolve_generator
-from tests.finetune.conftest import tiny_run
+from tests.finetune.conftest import tiny_run, write_tiny_reward
 
 CPU = torch.device("cpu")
 
@@ -42,7 +44,7 @@ def _weights(snapshot):
     return {name: load_file(snapshot / f"{name}.safetensors") for name in ("G", "G_ema", "D")}
 
 
-def test_an_interrupted_and_resumed_run_ends_where_an_uninterrupted_one_does(tiny_reward_path, tmp_path):
+def test_an_interrupted_and_resumed_run_ends_where_an_uninterrupted_one_does(tiny_reward_path, tmp_path, caplog):
     finetune(tiny_run(), "tiny-random", tiny_reward_path, tmp_path / "straight", CPU, progress=False)
     finetune(tiny_run(kimg=0.008), "tiny-random", tiny_reward_path, tmp_path / "resumed", CPU, progress=False)
     with pytest.raises(FinetuneError, match="pass --resume"):
@@ -50,7 +52,13 @@ def test_an_interrupted_and_resumed_run_ends_where_an_uninterrupted_one_does(tin
     with pytest.raises(FinetuneError, match="differ from the run's \\(lambda_r\\)"):
         finetune(tiny_run(lambda_r=1.0), "tiny-random", tiny_reward_path, tmp_path / "resumed", CPU, resume=True,
                  progress=False)
-    finetune(tiny_run(), "tiny-random", tiny_reward_path, tmp_path / "resumed", CPU, resume=True, progress=False)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="nerfsculpt"):
+        finetune(tiny_run(), "tiny-random", tiny_reward_path, tmp_path / "resumed", CPU, resume=True, progress=False)
+    assert "D and the optimisers' state are restored" in caplog.text and "built a new one" not in caplog.text
+    notes = json.loads((tmp_path / "resumed" / "config.json").read_text())["notes"]
+    assert notes == [f"resuming from {tmp_path / 'resumed' / 'snapshots' / '0000002'}: G, G_ema, D and the "
+                     "optimisers' state are restored from it"]
     straight, resumed = (latest_snapshot(tmp_path / name) for name in ("straight", "resumed"))
     assert straight.name == resumed.name == "0000004"
     a, b = _weights(straight), _weights(resumed)
@@ -66,6 +74,33 @@ def test_an_interrupted_and_resumed_run_ends_where_an_uninterrupted_one_does(tin
         {k: v for k, v in json.loads(x).items() if k not in strip} for x in log_b]
 
 
+@pytest.mark.parametrize("exists", [False, True])
+def test_resume_without_a_run_is_refused(tiny_reward_path, tmp_path, exists):
+    run = tmp_path / "empty"
+    if exists:
+        run.mkdir()
+    with pytest.raises(FinetuneError, match="holds no run to resume; drop --resume"):
+        finetune(tiny_run(), "tiny-random", tiny_reward_path, run, CPU, resume=True, progress=False)
+    assert list(tmp_path.iterdir()) == ([run] if exists else []) and not (exists and any(run.iterdir()))
+
+
+def test_snapshots_and_bundles_are_readable_like_every_other_file(tmp_path):
+    """Every file gets the umask's permissions (0644 under 022): snapshots and bundles were written 0600."""
+    from nerfsculpt.finetune.snapshot import new_discriminator
+
+    G, _ = resolve_generator("tiny-random")
+    old = os.umask(0o022)
+    try:
+        write_tiny_reward(tmp_path / "bundle")
+        save_snapshot(tmp_path / "run", 1, G, G, new_discriminator(G, 0, CPU), {}, {"iteration": 1})
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in tmp_path.rglob("*")
+             if p.is_file()}
+    assert {"bundle/model.safetensors", "run/snapshots/0000001/G.safetensors", "run/latest.json"} <= modes.keys()
+    assert set(modes.values()) == {"0o644"}, modes
+
+
 def test_an_interrupted_snapshot_write_never_leaves_a_corrupt_latest(tiny_reward_path, tmp_path, monkeypatch):
     import safetensors.torch
 
@@ -73,7 +108,7 @@ def test_an_interrupted_snapshot_write_never_leaves_a_corrupt_latest(tiny_reward
     finetune(tiny_run(kimg=0.008), "tiny-random", tiny_reward_path, run, CPU, progress=False)
     before = latest_snapshot(run)
     G, _ = resolve_generator("tiny-random")
-    real_save = safetensors.torch.save_file
+    real_save = safetensors.torch.save
     calls = []
 
     def dying_save(*args, **kwargs):  # the process dies after the first network file
@@ -82,7 +117,7 @@ def test_an_interrupted_snapshot_write_never_leaves_a_corrupt_latest(tiny_reward
             raise KeyboardInterrupt
         return real_save(*args, **kwargs)
 
-    monkeypatch.setattr(safetensors.torch, "save_file", dying_save)
+    monkeypatch.setattr(safetensors.torch, "save", dying_save)
     from nerfsculpt.finetune.snapshot import new_discriminator
 
     with pytest.raises(KeyboardInterrupt):
@@ -159,15 +194,39 @@ def test_reward_standardisation_uses_the_tick_0_trajectory_and_survives_resume(t
     assert json.loads((latest_snapshot(run) / "state.json").read_text())["reward_baseline"] == [mean, std]
 
 
-@pytest.mark.parametrize("setting, clamped, standardised", [
-    ("auto", 0.9, True), ("auto", 0.1, False), ("on", 0.1, True), ("off", 0.9, False)])
-def test_auto_standardisation_only_when_most_rewards_are_clamped(setting, clamped, standardised, caplog):
+@pytest.mark.parametrize("setting, clamped, scale", [
+    ("auto", 0.9, "calibrated"), ("auto", 0.1, "raw"), ("calibrate", 0.1, "calibrated"), ("on", 0.1, "standardised"),
+    ("off", 0.9, "raw")])
+def test_auto_calibration_only_when_most_rewards_are_clamped(setting, clamped, scale, caplog):
     from nerfsculpt.finetune.run import _choose_reward_scale
     from tests.finetune.conftest import Fullness, make_tuner
 
     tuner = make_tuner(tiny_run(reward_standardise=setting), Fullness())
     tuner.state.history = [{"traj_clamp_rate": clamped, "traj_iqr_mean": -57.0, "traj_iqr_std": 4.0}]
-    _choose_reward_scale(tuner, tuner.config, rank=0)
-    assert (tuner.state.reward_baseline == [-57.0, 4.0]) == standardised
-    assert tuner.terms.baseline == ((-57.0, 4.0) if standardised else (0.0, 1.0))
+    with caplog.at_level(logging.INFO, logger="nerfsculpt"):
+        _choose_reward_scale(tuner, tuner.config, rank=0)
+    assert (tuner.state.reward_baseline == [-57.0, 4.0]) == (scale != "raw")
+    assert tuner.terms.baseline == (None if scale == "raw" else (-57.0, 4.0))
+    assert tuner.terms.clamp == (2.0 if scale == "standardised" else 10.0)  # std units once standardised
     assert ("no gradient" in caplog.text) == (setting == "off")
+    assert ("the paper's reward scale" in caplog.text) == (scale == "calibrated")
+    r = torch.tensor([-57.0, -53.0])  # the tick-0 mean and one std above it
+    expected = {"raw": r, "calibrated": torch.tensor([5.76, 8.08]), "standardised": torch.tensor([0.0, 1.0])}[scale]
+    torch.testing.assert_close(tuner.terms.scaled(r), expected)
+
+
+def test_the_gold_curve_is_logged_when_the_oracle_applies(tiny_reward_path, tmp_path):
+    """'on': every tick scores the trajectory seeds with the oracle and redraws gold_curve.png; 'auto' on a
+    generator that is not the synthetic one (tiny-random) does not."""
+    finetune(tiny_run(oracle="on", oracle_resolution=16), "tiny-random", tiny_reward_path, tmp_path / "on", CPU,
+             progress=False)
+    ticks = [json.loads(line) for line in (tmp_path / "on" / "log.jsonl").read_text().splitlines()]
+    assert [t["tick"] for t in ticks] == [0, 1, 2]
+    assert all({"oracle_quality_mean", "oracle_holes_mean", "sigma_drift"} <= t.keys() for t in ticks)
+    assert ticks[0]["sigma_drift"] == 0.0 and ticks[-1]["sigma_drift"] > 0  # G_ema moved away from G_old
+    assert sorted(p.name for p in (tmp_path / "on" / "oracle").iterdir()) == [
+        "tick-000000.csv", "tick-000001.csv", "tick-000002.csv"]
+    assert (tmp_path / "on" / "gold_curve.png").stat().st_size > 0
+    finetune(tiny_run(), "tiny-random", tiny_reward_path, tmp_path / "auto", CPU, progress=False)
+    assert not (tmp_path / "auto" / "oracle").exists() and not (tmp_path / "auto" / "gold_curve.png").exists()
+    assert "oracle_quality_mean" not in json.loads((tmp_path / "auto" / "log.jsonl").read_text().splitlines()[-1])

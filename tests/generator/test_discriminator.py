@@ -1,5 +1,7 @@
 """DualDiscriminator on a tiny configuration (eg3d.md §3.18)."""
 
+import copy
+
 import pytest
 import torch
 
@@ -52,6 +54,7 @@ def test_raw_image_is_resized_with_antialiased_bilinear(D):
 
 
 def test_r1_style_double_backward_works(D):
+    D = copy.deepcopy(D)  # backward() leaves gradients: keep the shared D untouched
     img = {"image": torch.randn(2, 3, 64, 64, requires_grad=True),
            "image_raw": torch.randn(2, 3, 16, 16, requires_grad=True)}
     logits = D(img, canonical_camera().repeat(2, 1))

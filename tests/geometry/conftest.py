@@ -1,4 +1,6 @@
-"""Shared fixtures: a tiny random EG3D and two of its latents."""
+"""Shared fixtures: a tiny random EG3D, a private copy of it that a test may modify, and two latents."""
+
+import copy
 
 import pytest
 import torch
@@ -12,6 +14,12 @@ from nerfsculpt.generator.triplane import TriPlaneGenerator
 def G():
     torch.manual_seed(0)
     return TriPlaneGenerator(tiny_config()).eval()
+
+
+@pytest.fixture
+def own_G(G):
+    """A copy of ``G`` for one test: patch or replace its parts freely, the shared ``G`` stays intact."""
+    return copy.deepcopy(G)
 
 
 @pytest.fixture(scope="module")

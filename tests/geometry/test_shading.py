@@ -154,16 +154,17 @@ class SphereSigma(nn.Module):
         return 10 + 100 * (RADIUS - (3 * features[:, :1]).clamp_min(0).sqrt())
 
 
-def test_render_geometry_of_an_analytic_generator(G, monkeypatch):
+def test_render_geometry_of_an_analytic_generator(own_G):
     """A generator whose planes hold squared coordinates and whose decoder returns a sphere's sigma."""
+    G = own_G
     res = 256
     centres = ((2 * torch.arange(res) + 1) / res - 1) / 2  # texel centres in world units (box_warp 1)
     height, width = torch.meshgrid(centres, centres, indexing="ij")
     planes = torch.zeros(1, 3, G.plane_features, res, res)
     planes[0, 0, 0] = width**2 + height**2  # plane (x, y)
     planes[0, 1, 0] = height**2  # plane (x, z): z indexes the height
-    monkeypatch.setattr(G, "planes", lambda ws, **kw: planes.expand(len(ws), -1, -1, -1, -1))
-    monkeypatch.setattr(G.decoder, "net", SphereSigma())
+    G.planes = lambda ws, **kw: planes.expand(len(ws), -1, -1, -1, -1)
+    G.decoder.net = SphereSigma()
     ws = torch.zeros(2, G.num_ws, G.w_dim)
     images = render_geometry(G, ws, canonical_camera(), resolution=65, grid_resolution=N, supersample=1)
     assert images.shape == (2, 1, 65, 65, 3) and images.dtype == np.uint8

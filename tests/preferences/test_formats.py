@@ -62,6 +62,19 @@ def test_bad_csv_changes_nothing(store, tmp_path):
     assert store.studies() == []
 
 
+def test_files_without_questions_are_refused(store, tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text(",rank1,rank2\n")
+    with pytest.raises(FormatError, match="no questions in .*empty.csv"):
+        import_ranked_seeds(store, empty)
+    header, _, incomplete_row, _ = LEGACY.splitlines()
+    incomplete = tmp_path / "incomplete.csv"
+    incomplete.write_text(f"{header}\n{incomplete_row}\n")
+    with pytest.raises(FormatError, match="no questions in .*incomplete.csv .1 incomplete row"):
+        import_legacy_questionnaire(store, incomplete, study="old")
+    assert store.studies() == []
+
+
 def test_legacy_questionnaire(store, tmp_path):
     path = tmp_path / "legacy.csv"
     path.write_text(LEGACY)

@@ -13,6 +13,7 @@ from nerfsculpt.preferences.store import (
     NotFoundError,
     PreferenceError,
     PreferenceStore,
+    open_or_create,
 )
 
 
@@ -44,6 +45,39 @@ def test_missing_database_is_not_created_when_asked(tmp_path):
     with pytest.raises(FileNotFoundError, match="label new"):
         PreferenceStore(tmp_path / "typo.sqlite", create=False)
     assert not (tmp_path / "typo.sqlite").exists()
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_other_files_are_refused_unchanged(tmp_path, create):
+    text = tmp_path / "notes.sqlite"
+    text.write_text("hello")
+    foreign = tmp_path / "other.sqlite"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE t (x)")
+    db.close()
+    for path in (text, foreign):
+        before = path.read_bytes()
+        with pytest.raises(PreferenceError, match=f"{path.name} is not a nerfsculpt preference database"):
+            PreferenceStore(path, create=create)
+        assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.sqlite", "other.sqlite"]
+
+
+def test_open_or_create_makes_the_file_only_on_success(tmp_path):
+    path = tmp_path / "new.sqlite"
+    with pytest.raises(ConflictError, match="new.sqlite"):
+        with open_or_create(path) as store:
+            store.create_study("s")
+            store.create_study("s")
+    assert list(tmp_path.iterdir()) == []
+    with open_or_create(path) as store:
+        store.create_study("s")
+    assert [p.name for p in tmp_path.iterdir()] == ["new.sqlite"]
+    with pytest.raises(RuntimeError):  # an existing database is opened in place, and kept
+        with open_or_create(path) as store:
+            raise RuntimeError("boom")
+    with PreferenceStore(path, create=False) as store:
+        assert [s["name"] for s in store.studies()] == ["s"]
 
 
 def test_questions_round_trip_and_items_are_shared(store):

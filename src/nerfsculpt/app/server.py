@@ -4,7 +4,7 @@ Serves one study of a :class:`~nerfsculpt.preferences.store.PreferenceStore` (ra
 worst of 2-6 geometries, or a full ranking; ``ab``: left / right / no preference) with a static
 page (``app/static``, no external CDN: works offline). Routes:
 
-- ``GET /``: the page; ``GET /static/{app.js, app.css}``;
+- ``GET /``: the page; ``GET /static/{app.js, app.css, favicon.svg}``;
 - ``GET /api/state?annotator=NAME[&skip=ID,ID][&question=ID]``: study, the next question (or a
   given open one), the annotator's progress and whether they can undo;
 - ``POST /api/answer``: ``{"question_id", "annotator", "best", "worst" | "ranking" | "cant_decide"}``
@@ -17,11 +17,16 @@ page (``app/static``, no external CDN: works offline). Routes:
   is built from the item's bank and seed, never from the request.
 
 Errors are JSON ``{"detail": message}`` with a 4xx status: 400 bad JSON, 401 missing or wrong
-token, 404 unknown question or item, 409 conflict (already answered differently, question
-finished), 413 body too large, 422 invalid answer. None of them changes the database.
+token, 403 request from another site, 404 unknown question or item, 409 conflict (already answered
+differently, question finished), 413 body too large, 422 invalid answer. None of them changes the
+database.
 
 A token (``X-Nerfsculpt-Token`` header, ``token`` query parameter or cookie) is required when the
 app is created with one; ``nerfsculpt label serve`` makes one whenever it binds beyond loopback.
+Without a token only loopback ``Host`` names (or the server's own address) are served: no DNS
+rebinding. Writes (POST) must be ``application/json`` and, when they carry an ``Origin``, come from
+the server's own origin: a page of another site can neither post a form nor a cross-origin
+``fetch`` (CSRF).
 """
 
 from __future__ import annotations
@@ -58,9 +63,13 @@ MAX_BODY = 16 * 1024
 VIEWS = {"front": "render_front", "three_quarter": "render_three_quarter", "profile": "render_profile",
          "rgb": "rgb"}
 """Image views served, and the bank item each one reads."""
-STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
+STATIC = {"app.js": "text/javascript", "app.css": "text/css", "favicon.svg": "image/svg+xml"}
 TOKEN_HEADER = "x-nerfsculpt-token"
 TOKEN_COOKIE = "nerfsculpt_token"
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+"""``Host`` names served without a token (with any port)."""
+SQLITE_INT = range(-2**63, 2**63)
+"""Integers SQLite stores (larger ones raise OverflowError): ids outside it name nothing."""
 
 
 class ApiError(Exception):
@@ -70,23 +79,12 @@ class ApiError(Exception):
         self.detail = detail
 
 
-def pick_study(store: PreferenceStore, study: str | None) -> str:
-    """The study to serve: ``study`` if given, else the database's only study."""
-    if study is not None:
-        return store.study(study)["name"]
-    names = [s["name"] for s in store.studies()]
-    if len(names) != 1:
-        raise PreferenceError(f"{store.path} holds {len(names)} studies ({', '.join(names) or 'none'}); "
-                              f"choose one with --study")
-    return names[0]
-
-
 class LabelingService:
     """What the routes do, independent of the web framework (and used by the tests directly)."""
 
     def __init__(self, db: str | Path, study: str | None = None, ui_version: str = UI_VERSION):
         self.store = PreferenceStore(db, create=False)
-        self.study = pick_study(self.store, study)
+        self.study = self.store.choose_study(study)
         info = self.store.study(self.study)
         self.kind = info["kind"]
         self.banks = self._open_banks(info["config"].get("banks", {}))
@@ -137,6 +135,8 @@ class LabelingService:
     def _own_question(self, question_id: Any) -> Question:
         if not isinstance(question_id, int) or isinstance(question_id, bool):
             raise ApiError(422, "question_id must be an integer")
+        if question_id not in SQLITE_INT:
+            raise ApiError(404, f"no question {question_id}")
         try:
             question = self.store.question(question_id)
         except NotFoundError:
@@ -200,6 +200,8 @@ class LabelingService:
     def image(self, item_id: int, view: str) -> Path:
         if view not in VIEWS:
             raise ApiError(404, f"unknown view {view!r}; choose from {sorted(VIEWS)}")
+        if item_id not in SQLITE_INT:
+            raise ApiError(404, f"no item {item_id}")
         try:
             item = self.store.item(item_id, self.study)
         except NotFoundError as error:
@@ -223,7 +225,7 @@ def _check_annotator(name: Any) -> None:
 
 
 class _Guard:
-    """ASGI middleware: the token check and the body-size limit, before any routing.
+    """ASGI middleware: host, token, body-size and cross-site checks, before any routing.
 
     A plain ASGI class rather than ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware``
     costs about a third of a millisecond per request, a sizeable share of an answer's round trip.
@@ -241,15 +243,9 @@ class _Guard:
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         from_query = query.get("token", [""])[0]
-        if self.token is not None:
-            given = headers.get(TOKEN_HEADER) or from_query or _cookie(headers.get("cookie", ""), TOKEN_COOKIE)
-            if not hmac.compare_digest(given.encode(), self.token.encode()):
-                await _json(401, {"detail": "missing or wrong token; open the URL printed by 'nerfsculpt label "
-                                            "serve' (it carries ?token=...)"})(scope, receive, send)
-                return
-        length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await _json(413, {"detail": f"request body larger than {self.max_body} bytes"})(scope, receive, send)
+        refusal = self._refusal(scope, headers, from_query)
+        if refusal is not None:
+            await _json(refusal[0], {"detail": refusal[1]})(scope, receive, send)
             return
         if self.token is None or from_query != self.token:
             await self.app(scope, receive, send)
@@ -263,6 +259,46 @@ class _Guard:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
+
+    def _refusal(self, scope, headers: dict[str, str], from_query: str) -> tuple[int, str] | None:
+        """``(status, detail)`` of a request refused before routing, or None."""
+        host = headers.get("host", "").lower()
+        if self.token is None and not _is_own_host(host, scope.get("server")):
+            return 403, (f"Host {host!r} is not this server; open the page at http://127.0.0.1:PORT/ or "
+                         f"http://localhost:PORT/ (serve with a token to use other names)")
+        if self.token is not None:
+            given = headers.get(TOKEN_HEADER) or from_query or _cookie(headers.get("cookie", ""), TOKEN_COOKIE)
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return 401, ("missing or wrong token; open the URL printed by 'nerfsculpt label serve' "
+                             "(it carries ?token=...)")
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            return 413, f"request body larger than {self.max_body} bytes"
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return None
+        origin = headers.get("origin")
+        if origin is not None and origin.lower() != f"{scope['scheme']}://{host}":
+            return 403, f"cross-origin request from {origin!r} refused; answer on the labeling page itself"
+        if headers.get("content-type", "").partition(";")[0].strip().lower() != "application/json":
+            return 403, "writes must be sent as application/json (as the labeling page does)"
+        return None
+
+
+def _is_own_host(host: str, server: Any) -> bool:
+    """Whether a ``Host`` header names a loopback address or the address the connection came in on.
+
+    ASGI ``server`` is an IP literal under uvicorn: a name an attacker re-points at 127.0.0.1 (DNS
+    rebinding) is neither.
+    """
+    name = _hostname(host)
+    return name in LOOPBACK_HOSTS or (bool(server) and name == _hostname(str(server[0])))
+
+
+def _hostname(host: str) -> str:
+    """The name part of a ``Host`` header or server address, without port or IPv6 brackets."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host if host.count(":") > 1 else host.partition(":")[0]
 
 
 def _cookie(header: str, name: str) -> str:
@@ -308,8 +344,10 @@ def create_app(db: str | Path, study: str | None = None, token: str | None = Non
             raise ApiError(413, f"request body larger than {max_body} bytes")
         try:
             return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        except ValueError as error:  # also undecodable bytes and integers of more than 4300 digits
             raise ApiError(400, f"the body is not valid JSON ({error})") from None
+        except RecursionError:
+            raise ApiError(400, "the body is not valid JSON (nested too deeply)") from None
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError):
@@ -330,6 +368,8 @@ def create_app(db: str | Path, study: str | None = None, token: str | None = Non
     async def state(annotator: str = "", skip: str = "", question: int | None = None) -> Response:
         try:
             skipped = [int(s) for s in skip.split(",") if s]
+            if not all(s in SQLITE_INT for s in skipped):
+                raise ValueError
         except ValueError:
             raise ApiError(422, "skip must be comma-separated question ids") from None
         return await in_worker(service.state, annotator, skipped, question)

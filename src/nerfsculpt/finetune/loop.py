@@ -208,7 +208,7 @@ class FineTuner:
         loss, stats = self.terms(self.G, z)
         if "reward" in stats:
             self._record("reward/train_mean", float(stats["reward"].mean()), len(z))
-            self._record("reward/train_clamp_rate", clamp_rate(stats["reward"], self.config.reward_clamp), len(z))
+            self._record("reward/train_clamp_rate", clamp_rate(stats["reward"], self.terms.clamp), len(z))
             self._record("loss/L_r", stats["L_r"], len(z))
         if "L_c" in stats:
             self._record("loss/L_c", stats["L_c"], len(z))

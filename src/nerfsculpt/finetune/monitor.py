@@ -4,7 +4,10 @@
   psi 1, canonical camera, constant noise (the paper's Fig. 8; reference_method.md §5.7);
 - ``RUN/images/tick-<k>.png``: G_ema's images of ``image_seeds`` (rows) from the front and at yaw
   -0.5 / +0.5 rad (columns), psi 1, constant noise;
-- ``RUN/meshes/tick-<k>/seed-<s>.ply``: the sigma = 10 surface of ``mesh_seeds`` at psi 0.7 (§7.9).
+- ``RUN/meshes/tick-<k>/seed-<s>.ply``: the sigma = 10 surface of ``mesh_seeds`` at psi 0.7 (§7.9);
+- ``RUN/oracle/tick-<k>.csv`` (the gold curve, on the synthetic benchmark): the geometry oracle's
+  quality and defect scores of the trajectory seeds' sigma on G_ema, and each seed's sigma drift
+  from the pretrained generator; ``RUN/gold_curve.png`` plots them against the reward (``figures``).
 """
 
 from __future__ import annotations
@@ -87,3 +90,47 @@ def tick_meshes(run: Path, tick: int, G_ema: nn.Module, seeds: tuple[int, ...], 
             continue
         paths.append(save_mesh(mesh, directory / f"seed-{seed:06d}.ply"))
     return paths
+
+
+class OracleTrajectory:
+    """The gold curve: the geometry oracle on the trajectory seeds' sigma of G_ema, every tick.
+
+    On the synthetic benchmark the oracle is the ground truth that the learnt reward only
+    approximates: a reward that climbs while the oracle's quality falls is reward over-optimisation.
+    The sigma drift, mean |sigma(G_ema) - sigma(G_old)| over the seeds' cubes (psi 1, raw sigma), is
+    how far the generator has moved (the GAN counterpart of RLHF's KL to the reference model).
+    """
+
+    def __init__(self, G_old: nn.Module, seeds: tuple[int, ...], resolution: int, batch: int = 4):
+        from nerfsculpt.synthetic.oracle import GeometryOracle, OracleConfig
+
+        self.oracle = GeometryOracle(OracleConfig(resolution=resolution))
+        self.seeds, self.batch = tuple(seeds), batch
+        self.reference = self._cubes(G_old)  # (S, R, R, R) of the pretrained generator, kept for the drift
+
+    def _cubes(self, G: nn.Module) -> torch.Tensor:  # -> [S, R, R, R]
+        from nerfsculpt.geometry.sigma import sigma_grid
+
+        resolution = self.oracle.config.resolution
+        with torch.no_grad():
+            return torch.cat([sigma_grid(G, ws_from_seeds(G, self.seeds[i : i + self.batch], psi=1.0), resolution)
+                              for i in range(0, len(self.seeds), self.batch)]).cpu()
+
+    def __call__(self, run: Path, tick: int, G_ema: nn.Module) -> dict[str, Any]:
+        """Score G_ema, write ``oracle/tick-<k>.csv``; returns the means (``oracle_quality_mean``, ...)."""
+        from nerfsculpt.synthetic.heads import DEFECTS
+
+        cubes = self._cubes(G_ema)  # (S, R, R, R)
+        scores = self.oracle(cubes)
+        drift = (cubes - self.reference).abs().mean(dim=(1, 2, 3))  # (S,)
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["seed", "quality", *DEFECTS, "sigma_drift"])
+        for i, seed in enumerate(self.seeds):
+            writer.writerow([seed, f"{scores.quality[i].item():.6f}", *(f"{v:.6f}" for v in scores.scores[i].tolist()),
+                             f"{drift[i].item():.6f}"])
+        (run / "oracle").mkdir(exist_ok=True)
+        write_atomic(run / "oracle" / f"tick-{tick:06d}.csv", text.getvalue().encode())
+        means = {f"oracle_{name}_mean": float(scores.scores[:, k].mean()) for k, name in enumerate(DEFECTS)}
+        return {"oracle_quality_mean": float(scores.quality.mean()), "oracle_quality_std": float(scores.quality.std()),
+                **means, "sigma_drift": float(drift.mean())}

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from nerfsculpt.camera import canonical_camera
-from nerfsculpt.finetune.config import FinetuneConfig
+from nerfsculpt.finetune.config import PAPER_REWARD_MEAN, PAPER_REWARD_STD, FinetuneConfig
 from nerfsculpt.finetune.losses import clamped_reward_loss, sigma_consistency_loss
 from nerfsculpt.geometry.sigma import reward_slab, sigma_grid
 from nerfsculpt.reward.bundle import RewardBundle
@@ -52,13 +52,31 @@ class GeometryTerms:
         self.config = config
         self.reward = reward
         self.G_old = G_old.eval().requires_grad_(False)
-        self.baseline = (0.0, 1.0)  # (mean, std) subtracted from / dividing the reward in L_r (reward_standardise)
+        self.baseline: tuple[float, float] | None = None  # tick-0 (mean, std) of reward_standardise; None = raw r
         if reward is not None:
             reward.model.eval().requires_grad_(False)
             if hasattr(reward.model, "checkpointing"):
                 reward.model.checkpointing = config.reward_checkpointing
             box_warp = float(G_old.rendering_kwargs["box_warp"])
             self.spec = dataclasses.replace(reward.extraction.slab_spec, cube_length=box_warp)
+
+    @property
+    def standardised(self) -> bool:
+        """Whether L_r reads (r - mean) / std (``reward_standardise`` 'on', once the baseline is set)."""
+        return self.baseline is not None and self.config.reward_standardise == "on"
+
+    @property
+    def clamp(self) -> float:
+        """The clamp of L_r: ``reward_clamp_standardised`` on standardised rewards, else ``reward_clamp``."""
+        return self.config.reward_clamp_standardised if self.standardised else self.config.reward_clamp
+
+    def scaled(self, rewards: Tensor) -> Tensor:  # [N] -> [N]
+        """The rewards L_r reads: raw until a baseline is set, then standardised or calibrated to the paper's scale."""
+        if self.baseline is None:
+            return rewards
+        mean, std = self.baseline
+        z = (rewards - mean) / std
+        return z if self.standardised else PAPER_REWARD_MEAN + PAPER_REWARD_STD * z
 
     @property
     def active(self) -> bool:
@@ -86,8 +104,8 @@ class GeometryTerms:
         planes = None
         if cfg.lambda_r > 0:
             planes = G.planes(self._ws(G, z, cfg.reward_psi), noise_mode=noise)  # (N, 3, C, H, W)
-            rewards = (self.rewards(G, planes) - self.baseline[0]) / self.baseline[1]
-            loss_r = clamped_reward_loss(rewards, cfg.lambda_r, cfg.reward_clamp)
+            rewards = self.scaled(self.rewards(G, planes))
+            loss_r = clamped_reward_loss(rewards, cfg.lambda_r, self.clamp)
             loss = loss + loss_r
             stats.update(reward=rewards.detach(), L_r=float(loss_r.detach()) / cfg.lambda_r)
         if cfg.lambda_c > 0:

@@ -22,10 +22,11 @@ from torch import nn
 
 from nerfsculpt.atomic import write_atomic
 from nerfsculpt.distributed import all_reduce_sum, barrier, world
-from nerfsculpt.finetune.config import FinetuneConfig, FinetuneError, batch_plan
+from nerfsculpt.finetune.config import PAPER_REWARD_MEAN, PAPER_REWARD_STD, FinetuneConfig, FinetuneError, batch_plan
 from nerfsculpt.finetune.data import DatasetImages, RealImages, RenderedImages, read_labels
+from nerfsculpt.finetune.figures import gold_curve_png
 from nerfsculpt.finetune.loop import FineTuner, run_loop
-from nerfsculpt.finetune.monitor import image_grid, reward_trajectory, tick_meshes
+from nerfsculpt.finetune.monitor import OracleTrajectory, image_grid, reward_trajectory, tick_meshes
 from nerfsculpt.finetune.snapshot import latest_snapshot, load_snapshot, load_start, new_discriminator, save_snapshot
 from nerfsculpt.generator.builtin import generator_fingerprint
 from nerfsculpt.reward.bundle import BundleError, RewardBundle, load_bundle
@@ -52,6 +53,8 @@ def _check_resume(run: Path, config: FinetuneConfig, resume: bool) -> dict[str, 
     """The saved configuration of ``run`` if resuming; FinetuneError if the directory cannot be used."""
     saved_path = run / CONFIG_FILE
     if not run.exists() or (run.is_dir() and not any(run.iterdir())):
+        if resume:
+            raise FinetuneError(f"--resume: {run} holds no run to resume; drop --resume to start a new run there")
         return None
     if not run.is_dir():
         raise FinetuneError(f"--out {run} exists and is not a directory")
@@ -117,8 +120,14 @@ def finetune(config: FinetuneConfig, generator: str, reward_path: str | Path | N
     real = real_images(config, G_old)
     real.check(start.G)
     D = start.D if start.D is not None else new_discriminator(start.G, config.seed, device)
-    notes = start.notes + ([] if start.D is not None else ["the checkpoint has no discriminator: built a new one"])
+    snapshot = latest_snapshot(run) if saved is not None else None
+    if snapshot is not None:
+        notes = [f"resuming from {snapshot}: G, G_ema, D and the optimisers' state are restored from it"]
+    else:
+        notes = start.notes + ([] if start.D is not None else ["the checkpoint has no discriminator: built a new one"])
     tuner = FineTuner(config, start.G, start.G_ema, D, G_old, reward, real, device)
+    gold = OracleTrajectory(G_old, config.trajectory_seeds, config.oracle_resolution) if (
+        rank == 0 and config.trajectory_seeds and _oracle_applies(config, G_old)) else None
 
     # ---- the run directory
     if rank == 0:
@@ -132,7 +141,6 @@ def finetune(config: FinetuneConfig, generator: str, reward_path: str | Path | N
                   "reward_config": reward.config if reward is not None else None}
         write_atomic(run / CONFIG_FILE, (json.dumps(record, indent=2, default=str) + "\n").encode())
     barrier()
-    snapshot = latest_snapshot(run) if saved is not None else None
     if snapshot is not None:
         tuner.load_state(load_snapshot(snapshot, tuner.G, tuner.G_ema, tuner.D, tuner.optimizers))
         log.info("resuming %s at iteration %d (%.1f kimg)", run, tuner.state.iteration, tuner.state.nimg / 1000)
@@ -147,8 +155,12 @@ def finetune(config: FinetuneConfig, generator: str, reward_path: str | Path | N
         def on_tick(tuner: FineTuner, tick: int) -> None:
             record = _tick_record(tuner, tick, reward, run)
             if rank == 0:
+                if gold is not None:
+                    record.update(gold(run, tick, tuner.G_ema))
                 tuner.state.history.append(record)
                 run_log.write(record, step=tuner.state.nimg)
+                if gold is not None:
+                    gold_curve_png(tuner.state.history, run / "gold_curve.png")
                 log.info("tick %d: %s", tick, _short(record))
                 final = tuner.state.iteration >= tuner.plan.iterations
                 if tick > 0 and (final or tick % config.snapshot_ticks == 0):
@@ -189,21 +201,37 @@ def _tick_record(tuner: FineTuner, tick: int, reward: RewardBundle | None, run: 
     return record
 
 
+def _oracle_applies(config: FinetuneConfig, G_old: nn.Module) -> bool:
+    """``oracle`` 'on', or 'auto' and G_old has the built-in synthetic generator's architecture."""
+    if config.oracle != "auto":
+        return config.oracle == "on"
+    from nerfsculpt.synthetic.generator import synthetic_generator_config
+
+    return G_old.config.to_dict() == synthetic_generator_config().to_dict()
+
+
 def _choose_reward_scale(tuner: FineTuner, config: FinetuneConfig, rank: int) -> None:
-    """After tick 0: standardise L_r's reward if ``reward_standardise`` says so (the same on every process)."""
+    """After tick 0: calibrate or standardise L_r's reward if ``reward_standardise`` says so (same on every process)."""
     if tuner.terms.reward is None or config.lambda_r == 0 or not config.trajectory_seeds:
         return
     first = tuner.state.history[0] if rank == 0 else {}
     clamped = torch.tensor([first.get("traj_clamp_rate", 0.0)], dtype=torch.float64)
     clamped = float(all_reduce_sum(clamped))  # rank 0's value, on every rank
-    if config.reward_standardise == "on" or (config.reward_standardise == "auto" and clamped > 0.5):
+    setting = config.reward_standardise
+    beyond = (f"{100 * clamped:.0f} % of the trajectory seeds' tick-0 rewards are beyond the clamp "
+              f"+-{config.reward_clamp:g}")
+    if setting in ("on", "calibrate") or (setting == "auto" and clamped > 0.5):
         tuner.set_reward_baseline(first.get("traj_iqr_mean", 0.0), first.get("traj_iqr_std", 0.0))
-        log.info("%.0f %% of the trajectory seeds' tick-0 rewards are beyond the clamp +-%g; L_r reads (r - mean) / "
-                 "std with mean %.4g, std %.4g (reward_standardise %s)", 100 * clamped, config.reward_clamp,
-                 *tuner.state.reward_baseline, config.reward_standardise)
+        mean, std = tuner.state.reward_baseline
+        if tuner.terms.standardised:
+            log.info("%s; L_r reads (r - %.4g) / %.4g, clamped to +-%g std (reward_standardise %s)", beyond, mean, std,
+                     config.reward_clamp_standardised, setting)
+        else:
+            log.info("%s; L_r reads %g + %g * (r - %.4g) / %.4g, the paper's reward scale, clamped to +-%g "
+                     "(reward_standardise %s)", beyond, PAPER_REWARD_MEAN, PAPER_REWARD_STD, mean, std,
+                     config.reward_clamp, setting)
     elif clamped > 0.5:
-        log.warning("%.0f %% of the trajectory seeds' rewards are beyond the clamp +-%g, where L_r has no gradient; "
-                    "pass --reward-standardise on (or auto)", 100 * clamped, config.reward_clamp)
+        log.warning("%s, where L_r has no gradient; pass --reward-standardise calibrate (or auto)", beyond)
 
 
 def _short(record: dict[str, Any]) -> str:

@@ -289,7 +289,7 @@ def save_network(
     under `meta` in config.json. `extra_files` ({name: bytes}) are written into the same directory
     (e.g. a training run's optimiser state). The directory appears atomically, complete or not at all.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save  # not save_file: it creates its files 0600, not by the umask
 
     out_dir = Path(out_dir)
     networks = {name: module for name, module in (("G", G), ("G_ema", G_ema), ("D", D)) if module is not None}
@@ -320,8 +320,8 @@ def save_network(
 
     with atomic_directory(out_dir, overwrite, error=CheckpointError) as staging:
         for name, module in networks.items():
-            save_file(_tensors_for_saving(module.state_dict()), staging / f"{name}.safetensors",
-                      metadata={"format": "pt"})
+            (staging / f"{name}.safetensors").write_bytes(save(_tensors_for_saving(module.state_dict()),
+                                                               metadata={"format": "pt"}))
         for name, data in (extra_files or {}).items():
             (staging / name).write_bytes(data)
         (staging / CONFIG_FILE).write_text(config_text)

@@ -1,6 +1,7 @@
 """Import and export of preference data.
 
-Import (each file in one transaction: a bad row changes nothing and the error names the line):
+Import (each file in one transaction: a bad row changes nothing and the error names the line; a CSV
+without questions is refused, so that it does not leave an empty study behind):
 
 - **ranked seeds CSV**, the paper's ``rankedseedsall.csv`` (``reference_method.md`` §3.1): an unnamed
   index column and ``rank1`` (winner seed), ``rank2`` (loser seed); one question of two items and
@@ -94,6 +95,8 @@ def import_ranked_seeds(store: PreferenceStore, path: str | Path, study: str = "
         if winner == loser:
             raise FormatError(f"{path}:{line}: winner and loser are the same seed {winner}")
         pairs.append((winner, loser))
+    if not pairs:
+        raise FormatError(f"no questions in {path}: it has a header and no rows")
 
     item = _item_maker(generator, generator_hash, psi, cutoff, noise_mode, view)
     source = {"source": path.name, "format": "ranked-seeds"}
@@ -155,6 +158,8 @@ def import_legacy_questionnaire(store: PreferenceStore, path: str | Path, study:
         if len(set(seeds)) != n:
             raise FormatError(f"{path}:{line}: a question shows the same seed twice ({seeds})")
         rankings.append((seeds, [_LETTERS.index(letter) for letter in letters]))
+    if not rankings:
+        raise FormatError(f"no questions in {path} ({skipped} incomplete rows skipped)")
 
     item = _item_maker(generator, generator_hash, psi, cutoff, noise_mode, view)
     with store.transaction():

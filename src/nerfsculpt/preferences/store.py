@@ -13,7 +13,9 @@ Vocabulary (``docs/preferences.md``):
 Durability: WAL journal, ``synchronous=FULL``, one ``BEGIN IMMEDIATE`` transaction per write, so
 an answer is on disk when :meth:`PreferenceStore.record_answer` returns. Writes are idempotent:
 recording the same answer twice returns the first one. Undoing retracts an answer (it stays in the
-database with a ``retracted`` time) instead of deleting it.
+database with a ``retracted`` time) instead of deleting it. A file that is not a nerfsculpt database
+is refused before anything is written to it; :func:`open_or_create` makes a new database appear only
+once the writes into it have succeeded.
 
 Example::
 
@@ -35,6 +37,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from nerfsculpt.atomic import temporary_path
 
 SCHEMA_VERSION = 1
 """Current schema; databases of older versions are migrated when opened (``_MIGRATIONS``)."""
@@ -210,6 +214,11 @@ class PreferenceStore:
         self._lock = threading.RLock()
         self._depth = 0  # nesting depth of transaction()
         self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        try:
+            self._refuse_other_files()
+        except PreferenceError:
+            self._db.close()
+            raise
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -261,6 +270,22 @@ class PreferenceStore:
     @property
     def schema_version(self) -> int:
         return self._query("PRAGMA user_version")[0][0]
+
+    def _refuse_other_files(self) -> None:
+        """Raise PreferenceError, before anything is written, unless the file is empty or a nerfsculpt database."""
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            tables = self._db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.OperationalError:  # locked or unreadable: not a question of format
+            raise
+        except sqlite3.DatabaseError as error:  # not an SQLite file, or a damaged one
+            reason = f"SQLite: {error}"
+        else:
+            if version or not tables:  # ours (schema version >= 1), or empty
+                return
+            reason = "an SQLite database of another program"
+        raise PreferenceError(f"{self.path} is not a nerfsculpt preference database ({reason}); check the path, "
+                              f"or create one with `nerfsculpt label new` or `nerfsculpt prefs import`")
 
     def _migrate(self) -> None:
         version = self.schema_version
@@ -314,6 +339,16 @@ class PreferenceStore:
         known = ", ".join(s["name"] for s in self.studies()) or "none"
         raise NotFoundError(f"no study {name!r} in {self.path} (studies: {known})")
 
+
+    def choose_study(self, name: str | None) -> str:
+        """``name`` if given (it must exist), else the database's only study; PreferenceError otherwise."""
+        if name is not None:
+            return self.study(name)["name"]
+        names = [s["name"] for s in self.studies()]
+        if len(names) != 1:
+            raise PreferenceError(f"{self.path} holds {len(names)} studies ({', '.join(names) or 'none'}); "
+                                  f"choose one with --study")
+        return names[0]
     def _overlap(self, name: str) -> int:
         """The study's overlap, with one indexed lookup (``study`` also counts questions and answers)."""
         rows = self._query("SELECT overlap FROM studies WHERE name = ?", (name,))
@@ -574,6 +609,32 @@ class PreferenceStore:
 
     def annotators(self, study: str | None = None) -> list[str]:
         return sorted({a.annotator for a in self.answers(study=study)})
+
+
+@contextmanager
+def open_or_create(path: str | Path) -> Iterator[PreferenceStore]:
+    """The database at ``path`` to write to; a missing one is built beside it and appears only if the block succeeds.
+
+    So a failed import or study creation leaves no database behind, not even an empty one. An existing
+    database is opened in place (make the block's writes all-or-nothing with ``store.transaction()``).
+    """
+    path = Path(path)
+    if path.exists():
+        with PreferenceStore(path, create=False) as store:
+            yield store
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        with PreferenceStore(tmp) as store:
+            store.path = path  # messages name the database being made
+            yield store
+        if path.exists():
+            raise ConflictError(f"{path} was created by another process meanwhile; run the command again")
+        tmp.rename(path)
+    finally:
+        for leftover in (tmp, *(tmp.with_name(tmp.name + suffix) for suffix in ("-wal", "-shm", "-journal"))):
+            leftover.unlink(missing_ok=True)
 
 
 _ANSWER_SELECT = ("SELECT a.id, a.question_id, a.annotator, a.best, a.worst, a.ranking, a.cant_decide, a.created, "

@@ -193,7 +193,7 @@ def save_bundle(out_dir: str | Path, model: nn.Module, extraction: Extraction, t
     ``generator``: :func:`generator_record` of the generator whose samples the reward was trained on
     (fine-tuning refuses a generator of other sizes).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save  # not save_file: it creates its files 0600, not by the umask
 
     name = architecture_name(model)
     config = {
@@ -210,7 +210,7 @@ def save_bundle(out_dir: str | Path, model: nn.Module, extraction: Extraction, t
     text = json.dumps(config, indent=2) + "\n"  # fails before anything is written
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
     with atomic_directory(out_dir, overwrite, error=BundleError) as staging:
-        save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": "pt"})
+        (staging / WEIGHTS_FILE).write_bytes(save(tensors, metadata={"format": "pt"}))
         (staging / CONFIG_FILE).write_text(text)
     return Path(out_dir)
 

@@ -32,6 +32,12 @@ function skipped() {
   return JSON.parse(sessionStorage.getItem(SKIP_KEY) || "[]");
 }
 
+// Keys, card clicks and the buttons do nothing while an answer or undo is being saved: a quick
+// second key press must not answer the question that shows next.
+function ready() {
+  return !ui.busy && ui.state !== null && ui.state.question !== null;
+}
+
 function status(message) {
   $("status").textContent = message || "";
 }
@@ -81,18 +87,20 @@ function show(state) {
 
 function render() {
   const question = ui.state.question;
+  const n = question.items.length;
+  const cols = n === 4 ? 2 : Math.min(n, 3);
   const cards = $("cards");
-  cards.className = question.items.length <= 2 ? "two" : "";
+  cards.style.setProperty("--cols", cols);   // app.css sizes the images so that the rows fit the window
+  cards.style.setProperty("--rows", Math.ceil(n / cols));
   cards.replaceChildren(...question.items.map((item) => card(item)));
 }
 
-function image(item, view, cls) {
+function image(item, view) {
   const img = document.createElement("img");
   if (item.views.includes(view)) {
     img.src = `images/${item.item_id}/${view}` + (TOKEN ? `?token=${encodeURIComponent(TOKEN)}` : "");
   }
   img.alt = `${view} of item ${item.slot + 1}`;
-  if (cls) img.className = cls;
   return img;
 }
 
@@ -105,13 +113,10 @@ function card(item) {
   label.textContent = String(item.slot + 1);
   const mark = document.createElement("span");
   mark.className = "mark";
-  div.append(label, mark, image(item, ui.showRgb ? "rgb" : "front"));
-  if (!ui.showRgb) {
-    const small = document.createElement("div");
-    small.className = "small";
-    small.append(image(item, "three_quarter"), image(item, "profile"));
-    div.append(small);
-  }
+  const views = document.createElement("div");   // a box of fixed size: no jump while images load
+  views.className = ui.showRgb ? "views rgb" : "views";
+  views.append(...(ui.showRgb ? ["rgb"] : ["front", "three_quarter", "profile"]).map((view) => image(item, view)));
+  div.append(label, mark, views);
   if (ui.best === item.slot) { div.classList.add("best"); mark.textContent = "best"; }
   if (ui.worst === item.slot) { div.classList.add("worst"); mark.textContent = "worst"; }
   const rank = ui.order.indexOf(item.slot);
@@ -121,7 +126,7 @@ function card(item) {
 }
 
 function pick(slot) {
-  if (ui.busy || !ui.state || !ui.state.question) return;
+  if (!ready()) return;
   const n = ui.state.question.items.length;
   if (slot < 0 || slot >= n) return;
   if (ui.state.study.kind === "ab") {
@@ -181,7 +186,7 @@ async function undo() {
 }
 
 function skip() {
-  if (!ui.state || !ui.state.question) return;
+  if (!ready()) return;
   sessionStorage.setItem(SKIP_KEY, JSON.stringify([...skipped(), ui.state.question.id]));
   load();
 }
@@ -194,7 +199,7 @@ function toggleRgb() {
 
 document.addEventListener("keydown", (event) => {
   if (event.target.tagName === "INPUT" && event.target.type !== "checkbox") return;
-  if (!ui.annotator) return;
+  if (!ui.annotator || ui.busy) return;
   const key = event.key.toLowerCase();
   if (key >= "1" && key <= "6") pick(Number(key) - 1);
   else if (key === "0") $("cant").click();
@@ -222,7 +227,7 @@ $("undo-done").addEventListener("click", undo);
 $("skip").addEventListener("click", skip);
 $("rgb").addEventListener("click", toggleRgb);
 $("cant").addEventListener("click", () => {
-  if (ui.state && ui.state.question) submit({ cant_decide: true });
+  if (ready()) submit({ cant_decide: true });
 });
 $("full").addEventListener("change", () => { if (ui.state) show(ui.state); });
 

@@ -1,0 +1,83 @@
+"""``FitConfig``, the hyper-parameters of ``synthetic.fit``: torch-free, so that ``nerfsculpt --help`` is instant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class FitConfig:
+    """Hyper-parameters of the regression fit (defaults = the shipped run)."""
+
+    steps: int = 20000
+    """Upper bound on optimisation steps (the time budget usually ends the run first)."""
+    minutes: float | None = 57.0
+    """Wall-clock budget; the run stops (and saves) when it is used up. None = no limit."""
+    batch: int = 8
+    """Latents per step for the sigma/colour losses."""
+    lr: float = 2e-3
+    """Adam learning rate (cosine-decayed to `lr_final_fraction` of it over the budget)."""
+    lr_final_fraction: float = 0.05
+    """Final learning rate as a fraction of `lr`."""
+    uniform_points: int = 1024
+    """Points per latent drawn uniformly in the box."""
+    defect_points: int = 2048
+    """Points per latent drawn uniformly in the defect regions (``DEFECT_BOXES``)."""
+    surface_points: int = 2048
+    """Points per latent kept among `candidate_points` for being closest to the target surface, over the
+    whole box, and as many again over the face (``FACE_BOX``)."""
+    candidate_points: int = 4096
+    """Uniform candidates per latent and region in the first stage of surface sampling (``training_points``)."""
+    colour_weight: float = 10.0
+    """Weight of the colour loss. The decoder's hidden layer is shared with sigma; a weak colour loss leaves
+    the colours carrying sigma's fine detail as noise."""
+    colour_shell: float = 0.05
+    """The colour loss covers every point (of all four sets) within this distance (world units) of the target
+    surface; 0 = only the surface points. Rendering reads the colour a little inside the surface too."""
+    defect_weight: float = 10.0
+    """Extra weight of the sigma loss where a defect changes the target: a point weighs
+    ``1 + defect_weight * min(1, d / 100)``, d the largest change of its target sigma that the latent's own
+    defects, or all defects at severity 1, make to the clean head (``defect_weights``). Unweighted, the fit
+    learns the head and leaves the small defects at a fraction of their size (forehead craters at ~13 %).
+    Weighting where defects *could* be (severity 1), not only where they are, penalises drawing a defect
+    the latent does not have as much as missing one it has. 0 = plain mean."""
+    sigma_gain: float = 25.0
+    """The decoder's sigma output learns this many times faster than its colours (``add_sigma_gain``)."""
+    initial_sigma: float = -100.0
+    """Initial sigma bias: most of the box is empty space, where the heads' sigma is -200."""
+    defect_latent_scale: float = 2.0
+    """The latent coordinates that set the defect severities (``heads.head_params_from_z``) are drawn from
+    N(0, scale^2) instead of N(0, 1): a severity above 0.7 then occurs in 25 % of draws instead of 9 %, so the
+    fit sees strong defects three times as often. Targets are still the exact heads of the drawn latents."""
+    image_every: int = 4
+    """Image losses every this many steps (0 = never)."""
+    image_batch: int = 2
+    """Latents per image step."""
+    image_weight: float = 1.0
+    """Weight of the image losses."""
+    ema_beta: float = 0.999
+    """Decay of the exponential moving average of the weights (the shipped G_ema)."""
+    checkpoint_every: int = 250
+    """Steps between checkpoints."""
+    log_every: int = 50
+    """Steps between log lines."""
+    seed: int = 0
+    """Seed of the initial weights and of every step's draws."""
+
+    def validate(self) -> None:
+        for name in ("steps", "batch", "uniform_points", "defect_points", "surface_points", "image_batch",
+                     "checkpoint_every", "log_every"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.candidate_points < 2 * self.surface_points:
+            raise ValueError("candidate_points must be >= 2 * surface_points")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ValueError(f"minutes must be > 0 or None, got {self.minutes}")
+        if not self.colour_shell >= 0:
+            raise ValueError(f"colour_shell must be >= 0, got {self.colour_shell}")
+        if not self.defect_weight >= 0:
+            raise ValueError(f"defect_weight must be >= 0, got {self.defect_weight}")
+        if not self.defect_latent_scale > 0:
+            raise ValueError(f"defect_latent_scale must be > 0, got {self.defect_latent_scale}")
+        if not 0 <= self.ema_beta < 1:
+            raise ValueError(f"ema_beta must be in [0, 1), got {self.ema_beta}")
