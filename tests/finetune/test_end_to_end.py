@@ -6,10 +6,13 @@ synthetic generator with ``--preset synthetic`` cut to 50 iterations at batch 2,
 The control is the same run with lambda_r = 0 (L_c kept). The judge is the geometry oracle on
 held-out seeds (64^3), on G_ema, as the paper evaluates.
 
-Measured on 2 CPU cores (docs/finetune.md, "Synthetic end-to-end"): oracle quality of the pretrained
-generator -0.90; tuned G_ema +0.15 on average, 81 % of the seeds better, 66 % better by more than
-0.05; control +0.01, 16 % better by more than 0.05. Re-running the same weights with perturbations
-of their size moves a seed's score by about +-0.03, hence the 0.05 margin.
+What it asserts is the direction, paired seed by seed: tuned minus control has a 95 % bootstrap
+interval above 0, the tuned G_ema is better than the pretrained one on most seeds, the control moves
+less than a third of the tuned gain, and the reward rose. Without the reward term tuned = control and
+the first assertion fails. Measured on 2 CPU cores (docs/finetune.md, "Synthetic end-to-end"),
+pretrained quality -0.90: torch 2.13.0+cpu, tuned +0.148 (81 % of the seeds better), control +0.023;
+torch 2.14.1+cu130, tuned +0.124 (84 %), control +0.014. The two torch builds round differently, so
+the per-seed numbers differ between them: the thresholds leave room for that.
 """
 
 import numpy as np
@@ -29,7 +32,8 @@ from tests.synthetic_reward import ORACLE
 HELD_OUT = list(range(50000, 50032))
 """Seeds that no question, trajectory or training latent used."""
 MARGIN = 0.05
-"""A seed counts as better when its oracle quality rises by more than this (the noise is about 0.03)."""
+"""Reported only: a seed counts as better by more than this (re-running the same weights with perturbations of
+their size moves a seed's score by about 0.03)."""
 SHORT = {"batch": 2, "kimg": 0.1, "tick_kimg": 0.05, "ema_kimg": 0.05, "trajectory_seeds": tuple(range(300000, 300032)),
          "image_seeds": (), "mesh_seeds": (), "oracle": "off"}
 """The synthetic preset at CI size: 50 iterations, G_ema half-life 25 iterations, 32 trajectory seeds; no gold
@@ -64,12 +68,21 @@ def test_fine_tuning_with_a_learnt_reward_improves_the_oracle_geometry(synthetic
     tuned, summary = _tune(tmp_path / "tuned", bundle)
     control, _ = _tune(tmp_path / "control", None, lambda_r=0.0)
     gained, drifted = tuned - before, control - before
+    low, high = _bootstrap_interval(tuned - control)
     report = "\n".join([f"pretrained quality {before.mean():+.3f}", _report("tuned", gained),
-                        _report("control", drifted)])
+                        _report("control", drifted), f"tuned - control: mean {(tuned - control).mean():+.3f}, "
+                        f"95 % bootstrap interval [{low:+.3f}, {high:+.3f}]"])
     print(report)
 
     first, last = summary["first_tick"], summary["last_tick"]
     assert last["traj_reward_mean"] > first["traj_reward_mean"], report  # the reward itself went up
-    assert np.mean(gained > MARGIN) >= 0.55 and gained.mean() > 0.08, report  # most held-out seeds improve
-    assert np.mean(drifted > MARGIN) <= 0.30 and abs(drifted.mean()) < 0.05, report  # the control does not
-    assert np.mean(gained < -MARGIN) <= 0.15, report
+    assert low > 0, report  # tuned beats the control, seed by seed
+    assert np.mean(gained > 0) >= 0.6, report  # on most held-out seeds the tuned geometry is better than the start
+    assert abs(drifted.mean()) < gained.mean() / 3, report  # the control stays (nearly) put
+
+
+def _bootstrap_interval(values: np.ndarray, level: float = 0.95, resamples: int = 10_000) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (fixed seed)."""
+    rng = np.random.default_rng(0)
+    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
+    return tuple(np.quantile(means, [(1 - level) / 2, (1 + level) / 2]).tolist())
