@@ -235,7 +235,8 @@ def _choose_reward_scale(tuner: FineTuner, config: FinetuneConfig, rank: int) ->
 
 
 def _short(record: dict[str, Any]) -> str:
-    keys = ("kimg", "kimg_per_s", "loss/G_gan", "loss/D_gan", "loss/L_r", "loss/L_c", "traj_reward_mean")
+    keys = ("kimg", "kimg_per_s", "loss/G_gan", "loss/D_gan", "loss/L_r", "loss/L_c", "traj_reward_mean",
+            "oracle_quality_mean", "sigma_drift")
     return ", ".join(f"{k} {record[k]:.4g}" for k in keys if k in record)
 
 

@@ -339,7 +339,6 @@ class PreferenceStore:
         known = ", ".join(s["name"] for s in self.studies()) or "none"
         raise NotFoundError(f"no study {name!r} in {self.path} (studies: {known})")
 
-
     def choose_study(self, name: str | None) -> str:
         """``name`` if given (it must exist), else the database's only study; PreferenceError otherwise."""
         if name is not None:
@@ -349,6 +348,7 @@ class PreferenceStore:
             raise PreferenceError(f"{self.path} holds {len(names)} studies ({', '.join(names) or 'none'}); "
                                   f"choose one with --study")
         return names[0]
+
     def _overlap(self, name: str) -> int:
         """The study's overlap, with one indexed lookup (``study`` also counts questions and answers)."""
         rows = self._query("SELECT overlap FROM studies WHERE name = ?", (name,))
