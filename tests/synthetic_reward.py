@@ -14,7 +14,7 @@ import torch
 
 from nerfsculpt.generator.builtin import resolve_generator
 from nerfsculpt.preferences.store import PreferenceStore
-from nerfsculpt.reward.bundle import Extraction, RewardBundle
+from nerfsculpt.reward.bundle import Extraction
 from nerfsculpt.reward.data import GeneratorSlabs
 from nerfsculpt.reward.heads import HeadsConfig
 from nerfsculpt.reward.pipeline import extraction_for, splits_from_store
@@ -41,12 +41,6 @@ class SyntheticReward:
     """The study's train / validation / test split (``reward.pipeline.splits_from_store``)."""
     source: GeneratorSlabs
     """The generator's reward slabs (cached)."""
-
-    def bundle(self) -> RewardBundle:
-        """A RewardBundle of a private copy of the network (fine-tuning freezes and reconfigures its model)."""
-        import copy
-
-        return RewardBundle(copy.deepcopy(self.net), self.extraction, {})
 
 
 def train_synthetic_reward(work: Path) -> SyntheticReward:
