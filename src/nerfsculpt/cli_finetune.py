@@ -53,6 +53,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from nerfsculpt.finetune.run import describe, finetune
     from nerfsculpt.latents import parse_seeds
 
+    if args.out is None:
+        raise UsageError("--out RUN is required (the run directory)")
+
     fields = {name: getattr(args, name) for name in _CONFIG_OPTIONS if hasattr(args, name)}  # given explicitly
     for name in ("trajectory_seeds", "image_seeds", "mesh_seeds"):
         if name in fields:
@@ -91,7 +94,8 @@ _CONFIG_OPTIONS = (
     "g_lr", "d_lr", "betas", "r1_gamma", "g_reg_interval", "d_reg_interval", "lazy_gain", "density_reg",
     "density_reg_points", "density_reg_perturbation", "pose_swap_prob", "ema_kimg", "data", "data_free", "labels",
     "discriminator", "tick_kimg", "snapshot_ticks", "trajectory_seeds", "image_seeds", "mesh_seeds",
-    "mesh_resolution", "oracle", "oracle_resolution", "max_bad_steps", "tensorboard",
+    "mesh_resolution", "oracle", "oracle_resolution", "evaluator", "early_stop", "early_stop_patience",
+    "max_bad_steps", "tensorboard",
 )
 """``FinetuneConfig`` fields settable from the command line."""
 
@@ -101,7 +105,7 @@ def _cutoff(text: str) -> int | None:
 
 
 def add_finetune_command(subparsers, common: argparse.ArgumentParser) -> None:
-    from nerfsculpt.finetune.config import PRESETS, REWARD_SCALES, FinetuneConfig
+    from nerfsculpt.finetune.config import EARLY_STOPS, PRESETS, REWARD_SCALES, FinetuneConfig
 
     d = FinetuneConfig()
     p = subparsers.add_parser("finetune", parents=[common], help="fine-tune a generator with a sigma reward",
@@ -118,7 +122,7 @@ def add_finetune_command(subparsers, common: argparse.ArgumentParser) -> None:
     io.add_argument("--generator", default="synthetic", metavar="PATH|NAME",
                     help="EG3D .pkl, a converted directory, a fine-tuning snapshot, or a built-in name")
     io.add_argument("--reward", metavar="BUNDLE", help="sigma_slab reward bundle (needed unless --lambda-r 0)")
-    io.add_argument("--out", required=True, metavar="RUN", help="run directory")
+    io.add_argument("--out", metavar="RUN", help="run directory (required)")
     io.add_argument("--resume", action="store_true", help="continue the run in --out from its latest snapshot")
     option(io, "data", "EG3D dataset zip of real images (PNG + dataset.json)", metavar="ZIP")
     option(io, "data_free", "no real images: the discriminator's reals are renders of the frozen pretrained "
@@ -195,6 +199,97 @@ def add_finetune_command(subparsers, common: argparse.ArgumentParser) -> None:
            "tick (RUN/oracle/, RUN/gold_curve.png); auto = when the generator has the built-in synthetic one's "
            "architecture", choices=("auto", "on", "off"))
     option(mon, "oracle_resolution", "sigma grid of the gold curve's oracle", type=int)
+    guard = p.add_argument_group("over-optimisation safeguards (docs/finetune.md)")
+    option(guard, "evaluator", "a reward the run does not optimise (e.g. trained on held-out questions), scored on "
+           "the trajectory seeds every tick as a held-out judge (RUN/evaluator/)", metavar="BUNDLE")
+    option(guard, "early_stop", "stop when a held-out judge has not improved for --early-stop-patience ticks: the "
+           "gold curve's oracle quality (synthetic benchmark) or --evaluator's mean reward; the judge's best G_ema "
+           "is kept in RUN/best/ whenever one is logged", choices=EARLY_STOPS)
+    option(guard, "early_stop_patience", "ticks without a new best before stopping", type=int)
     option(mon, "max_bad_steps", "abort after N consecutive NaN/Inf steps", type=int)
     option(mon, "tensorboard", "also log to RUN/tensorboard", default="off", action="store_const", const=True)
     p.set_defaults(handler=cmd_finetune, command="finetune")
+    after = p.add_subparsers(title="after a run (nerfsculpt finetune COMMAND --help)", metavar="COMMAND")
+    _add_interpolate(after, common)
+    _add_compare(after, common)
+
+
+def cmd_finetune_interpolate(args: argparse.Namespace) -> int:
+    """Generators between the pretrained G_0 and a run's fine-tuned G, each saved and scored.
+
+        nerfsculpt finetune interpolate runs/tune                          # alpha 0.25, 0.5, 0.75, 1
+        nerfsculpt finetune interpolate runs/tune --alphas 0.1,0.3 --reward runs/heldout/bundle
+
+    G_alpha = G_0 + alpha (G - G_0) on G_ema's weights (G_0 = RUN/pretrained, G = the latest
+    snapshot or --snapshot). Each G_alpha is written to RUN/interpolate/<iteration>/alpha-A/ (use it
+    as --generator) and scored on the run's trajectory seeds (or --seeds) at psi 1: the reward of the
+    run's bundle or of --reward (give a held-out evaluator to choose alpha on a judge the run did not
+    optimise), and on the synthetic benchmark the oracle's quality and the sigma drift from G_0.
+    """
+    from nerfsculpt.finetune.interpolate import interpolate_run, interpolation_table
+    from nerfsculpt.latents import parse_seeds
+
+    try:
+        alphas = [float(a) for a in args.alphas.split(",")]
+        seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    except ValueError as error:
+        raise UsageError(f"--alphas / --seeds: {error}") from None
+    summary = interpolate_run(args.run, alphas, snapshot=args.snapshot, seeds=seeds, reward=args.reward,
+                              oracle=args.oracle, device=_resolve_device(args.device, 0, 1),
+                              progress=not args.no_progress)
+    print(interpolation_table(summary), end="")
+    return 0
+
+
+def _add_interpolate(subparsers, common: argparse.ArgumentParser) -> None:
+    from nerfsculpt.finetune.interpolate import DEFAULT_ALPHAS
+
+    p = subparsers.add_parser("interpolate", parents=[common], help="score generators between G_0 and a run's G",
+                              description=_usage(cmd_finetune_interpolate.__doc__), formatter_class=_HelpFormatter)
+    p.add_argument("run", metavar="RUN", help="fine-tuning run directory")
+    p.add_argument("--alphas", default=",".join(f"{a:g}" for a in DEFAULT_ALPHAS), metavar="LIST",
+                   help="fractions of the fine-tuning step, each in (0, 1]")
+    p.add_argument("--snapshot", default=None, metavar="DIR", help="snapshot to interpolate (default: the latest)")
+    p.add_argument("--seeds", default=None, metavar="LIST", help="seeds to score (default: the run's trajectory seeds)")
+    p.add_argument("--reward", default=None, metavar="BUNDLE", help="reward to score with (default: the run's)")
+    p.add_argument("--oracle", default=None, choices=("auto", "on", "off"),
+                   help="also score with the synthetic benchmark's oracle (default: as the run did; auto: on the "
+                        "built-in generator)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_finetune_interpolate, command="finetune interpolate")
+
+
+def cmd_finetune_compare(args: argparse.Namespace) -> int:
+    """Judge a tuned run against its control with the synthetic benchmark's oracle (the gold judge).
+
+        nerfsculpt finetune compare runs/tune runs/control --out verdict.json
+
+    Both runs must have tracked the same trajectory seeds with the gold curve on (RUN/oracle/). Per
+    seed: the oracle quality's change from tick 0 to the last tick (or --tick). A seed counts as
+    improved when its gain exceeds the tolerance, by default the 95th percentile of the control's
+    absolute per-seed changes. Prints the four criteria of docs/finetune.md (improved share, paired
+    bootstrap interval, control drift, reward rise), slope b and the per-defect table. Exit code 1
+    when a criterion fails.
+    """
+    from nerfsculpt.atomic import write_atomic
+    from nerfsculpt.finetune.compare import compare_runs, verdict_markdown
+
+    result = compare_runs(args.tuned, args.control, tick=args.tick, tolerance=args.tolerance)
+    if args.out:
+        write_atomic(args.out, (json.dumps(result, indent=2) + "\n").encode())
+    print(verdict_markdown(result), end="")
+    return 0 if result["passed"] else 1
+
+
+def _add_compare(subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser("compare", parents=[common], help="judge a tuned run against its control (oracle)",
+                              description=_usage(cmd_finetune_compare.__doc__), formatter_class=_HelpFormatter)
+    p.add_argument("tuned", metavar="TUNED", help="run directory of the tuned run")
+    p.add_argument("control", metavar="CONTROL", help="run directory of the control (--lambda-r 0)")
+    p.add_argument("--tick", type=int, default=None, help="tick to judge (default: each run's last)")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="gain a seed needs to count as improved (default: the 95th percentile of the control's "
+                        "absolute per-seed changes)")
+    p.add_argument("--out", default=None, metavar="JSON", help="also write the verdict here")
+    p.set_defaults(handler=cmd_finetune_compare, command="finetune compare")

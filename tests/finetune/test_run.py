@@ -230,3 +230,54 @@ def test_the_gold_curve_is_logged_when_the_oracle_applies(tiny_reward_path, tmp_
     finetune(tiny_run(), "tiny-random", tiny_reward_path, tmp_path / "auto", CPU, progress=False)
     assert not (tmp_path / "auto" / "oracle").exists() and not (tmp_path / "auto" / "gold_curve.png").exists()
     assert "oracle_quality_mean" not in json.loads((tmp_path / "auto" / "log.jsonl").read_text().splitlines()[-1])
+
+
+def test_early_stopping_keeps_the_judges_best_and_stops_on_every_process(tiny_reward_path, tmp_path, monkeypatch):
+    """A judge that only gets worse after tick 0: RUN/best holds the pretrained G_ema and the run stops at tick
+    1 (patience 1) with a snapshot there; resuming it stops again at once."""
+    from nerfsculpt.finetune.monitor import OracleTrajectory
+    from nerfsculpt.generator.checkpoint import load_generator
+
+    monkeypatch.setattr(OracleTrajectory, "__call__", lambda self, run, tick, G: {
+        "oracle_quality_mean": -float(tick), "oracle_quality_std": 0.0, "sigma_drift": 0.0})
+    config = tiny_run(kimg=0.032, oracle="on", oracle_resolution=16, early_stop="oracle", early_stop_patience=1)
+    summary = finetune(config, "tiny-random", tiny_reward_path, tmp_path / "run", CPU, progress=False)
+    assert summary["iterations"] == 2 and summary["ticks"] == 1  # 8 planned
+    assert summary["stopped_early"] == {"judge": "oracle_quality_mean", "best_tick": 0, "best_value": 0.0,
+                                        "patience": 1}
+    assert summary["best"] == {"tick": 0, "kimg": 0.0, "key": "oracle_quality_mean", "value": 0.0}
+    assert latest_snapshot(tmp_path / "run").name == "0000002"
+    best, pretrained = (load_generator(tmp_path / "run" / name).state_dict() for name in ("best", "pretrained"))
+    assert all(torch.equal(best[k], pretrained[k]) for k in best)
+    again = finetune(config, "tiny-random", tiny_reward_path, tmp_path / "run", CPU, resume=True, progress=False)
+    assert again["iterations"] == 4 and again["stopped_early"]["best_tick"] == 0  # one more tick, no new best
+
+
+def test_a_judge_that_improves_moves_best_along(tiny_reward_path, tmp_path, monkeypatch):
+    from nerfsculpt.finetune.monitor import OracleTrajectory
+
+    monkeypatch.setattr(OracleTrajectory, "__call__", lambda self, run, tick, G: {
+        "oracle_quality_mean": float(tick), "oracle_quality_std": 0.0, "sigma_drift": 0.0})
+    config = tiny_run(oracle="on", oracle_resolution=16, early_stop="oracle", early_stop_patience=1)
+    summary = finetune(config, "tiny-random", tiny_reward_path, tmp_path / "run", CPU, progress=False)
+    assert summary["stopped_early"] is None and summary["iterations"] == 4
+    assert summary["best"]["tick"] == 2
+    meta = json.loads((tmp_path / "run" / "best" / "config.json").read_text())["meta"]
+    assert meta["best"]["tick"] == 2
+
+
+def test_early_stopping_needs_a_judge(tiny_reward_path, tmp_path):
+    with pytest.raises(FinetuneError, match="needs --evaluator"):
+        finetune(tiny_run(early_stop="evaluator"), "tiny-random", tiny_reward_path, tmp_path / "a", CPU)
+    with pytest.raises(FinetuneError, match="judges the built-in synthetic generator only"):
+        finetune(tiny_run(early_stop="oracle"), "tiny-random", tiny_reward_path, tmp_path / "b", CPU)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_held_out_evaluator_is_scored_every_tick(tiny_reward_path, tmp_path):
+    summary = finetune(tiny_run(evaluator=str(tiny_reward_path)), "tiny-random", tiny_reward_path, tmp_path / "run",
+                       CPU, progress=False)
+    ticks = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(t["eval_reward_mean"] == pytest.approx(t["traj_reward_mean"]) for t in ticks)  # the same bundle here
+    assert sorted(p.name for p in (tmp_path / "run" / "evaluator").iterdir())[-1] == "tick-000002.csv"
+    assert summary["best"]["key"] == "eval_reward_mean" and (tmp_path / "run" / "best" / "config.json").is_file()

@@ -35,6 +35,8 @@ PAPER_REWARD_STD = 2.32
 """Standard deviation of those scores (paper Table 8): the scale on which the paper's clamp at 10 acts."""
 REWARD_SCALES = ("auto", "off", "calibrate", "on")
 """Choices of ``FinetuneConfig.reward_standardise``."""
+EARLY_STOPS = ("off", "oracle", "evaluator")
+"""Choices of ``FinetuneConfig.early_stop``."""
 
 
 @dataclass
@@ -152,6 +154,15 @@ class FinetuneConfig:
     the built-in synthetic generator's architecture (the oracle judges procedural heads only); 'on'; 'off'."""
     oracle_resolution: int = 64
     """Grid of the gold curve's sigma cubes (the oracle is calibrated at 96-128; 64 costs a third of 96)."""
+    evaluator: str | None = None
+    """A reward bundle the run does not optimise (e.g. trained on held-out questions), scored on the
+    trajectory seeds every tick as a held-out judge (``eval_reward_mean`` in the log)."""
+    early_stop: str = "off"
+    """Stop when a held-out judge has not improved for ``early_stop_patience`` ticks: 'oracle' (the gold
+    curve's mean quality, synthetic benchmark), 'evaluator' (``evaluator``'s mean reward) or 'off'. The
+    G_ema of the judge's best tick is kept in RUN/best/ either way when a judge is logged."""
+    early_stop_patience: int = 2
+    """Ticks without a new best of the judge before the run stops."""
     max_bad_steps: int = 10
     """Abort after this many consecutive optimiser steps skipped for NaN/Inf losses or gradients."""
     tensorboard: bool = False
@@ -197,6 +208,16 @@ class FinetuneConfig:
         if self.reward_standardise in ("on", "calibrate") and not self.trajectory_seeds:
             raise FinetuneError(f"reward_standardise {self.reward_standardise!r} needs trajectory seeds (their tick-0 "
                                 f"rewards set the scale)")
+        if self.early_stop not in EARLY_STOPS:
+            raise FinetuneError(f"early_stop must be one of {', '.join(EARLY_STOPS)}, got {self.early_stop!r}")
+        if self.early_stop_patience < 1:
+            raise FinetuneError(f"early_stop_patience must be >= 1, got {self.early_stop_patience}")
+        if self.early_stop == "evaluator" and self.evaluator is None:
+            raise FinetuneError("early_stop 'evaluator' needs --evaluator BUNDLE (a reward the run does not optimise)")
+        if (self.early_stop != "off" or self.evaluator is not None) and not self.trajectory_seeds:
+            raise FinetuneError("early stopping and --evaluator score the trajectory seeds; give --trajectory-seeds")
+        if self.early_stop == "oracle" and self.oracle == "off":
+            raise FinetuneError("early_stop 'oracle' needs the gold curve: drop --oracle off")
         if self.labels is not None and not self.data_free:
             raise FinetuneError("--labels is for --data-free runs; a dataset's own labels are used with --data")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):

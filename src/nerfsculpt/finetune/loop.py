@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nerfsculpt.distributed import all_reduce_sum, average_gradients, barrier, world
+from nerfsculpt.distributed import all_reduce_sum, average_gradients, world
 from nerfsculpt.finetune.config import BatchPlan, FinetuneConfig, FinetuneError, batch_plan, lazy_regularisation
 from nerfsculpt.finetune.data import Draws, RealImages, filtered_resize
 from nerfsculpt.finetune.losses import (
@@ -312,7 +312,8 @@ class FineTuner:
 def run_loop(tuner: FineTuner, on_tick, progress: bool = True) -> RunState:
     """Train until ``plan.iterations``, calling ``on_tick(tuner, tick)`` at each tick boundary.
 
-    Tick 0 (before any step) is run by the caller. Returns the final state.
+    Tick 0 (before any step) is run by the caller. ``on_tick`` returning True on rank 0 stops the run
+    on every process after that tick (early stopping). Returns the final state.
     """
     from tqdm import tqdm
 
@@ -335,8 +336,10 @@ def run_loop(tuner: FineTuner, on_tick, progress: bool = True) -> RunState:
             if state.iteration % plan.iterations_per_tick == 0 or state.iteration == plan.iterations:
                 state.tick += 1
                 paused = time.monotonic()
-                on_tick(tuner, state.tick)
-                barrier()
+                stop = torch.tensor([float(bool(on_tick(tuner, state.tick)) and tuner.rank == 0)], dtype=torch.float64)
+                stop = float(all_reduce_sum(stop)) > 0  # rank 0's decision, on every process
                 started += time.monotonic() - paused  # maintenance does not count as training time
+                if stop:
+                    break
     return state
 

@@ -33,8 +33,9 @@ MESH_PSI = 0.7
 
 
 def reward_trajectory(run: Path, tick: int, reward: RewardBundle, G_ema: nn.Module, seeds: tuple[int, ...],
-                      clamp: float) -> dict[str, Any]:
-    """Score ``seeds`` on G_ema at psi 1, write ``rewards/tick-<k>.csv``; returns summary statistics."""
+                      clamp: float, prefix: str = "traj") -> dict[str, Any]:
+    """Score ``seeds`` on G_ema at psi 1, write ``rewards/tick-<k>.csv`` (``evaluator/`` for the held-out
+    evaluator, ``prefix`` 'eval'); returns summary statistics ``<prefix>_reward_mean``, ..."""
     from nerfsculpt.reward.scoring import score_seeds
 
     rewards = score_seeds(reward, G_ema, seeds, psi=1.0, batch=4)  # (S,)
@@ -42,14 +43,15 @@ def reward_trajectory(run: Path, tick: int, reward: RewardBundle, G_ema: nn.Modu
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["seed", "reward"])
     writer.writerows((seed, f"{value:.6f}") for seed, value in zip(seeds, rewards.tolist(), strict=True))
-    (run / "rewards").mkdir(exist_ok=True)
-    write_atomic(run / "rewards" / f"tick-{tick:06d}.csv", text.getvalue().encode())
+    folder = run / ("rewards" if prefix == "traj" else "evaluator")
+    folder.mkdir(exist_ok=True)
+    write_atomic(folder / f"tick-{tick:06d}.csv", text.getvalue().encode())
     q1, q3 = torch.quantile(rewards, torch.tensor([0.25, 0.75])).tolist()
     inliers = rewards[(rewards >= q1 - 1.5 * (q3 - q1)) & (rewards <= q3 + 1.5 * (q3 - q1))]
-    return {"traj_reward_mean": float(rewards.mean()), "traj_reward_median": float(rewards.median()),
-            "traj_reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
-            "traj_clamp_rate": clamp_rate(rewards, clamp),
-            "traj_iqr_mean": float(inliers.mean()), "traj_iqr_std": float(inliers.std()) if len(inliers) > 1 else 0.0}
+    stats = {"reward_mean": float(rewards.mean()), "reward_median": float(rewards.median()),
+             "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0, "clamp_rate": clamp_rate(rewards, clamp),
+             "iqr_mean": float(inliers.mean()), "iqr_std": float(inliers.std()) if len(inliers) > 1 else 0.0}
+    return {f"{prefix}_{key}": value for key, value in stats.items()}
 
 
 def grid_cameras(device: torch.device) -> torch.Tensor:  # -> [V, 25]
@@ -116,13 +118,16 @@ class OracleTrajectory:
             return torch.cat([sigma_grid(G, ws_from_seeds(G, self.seeds[i : i + self.batch], psi=1.0), resolution)
                               for i in range(0, len(self.seeds), self.batch)]).cpu()
 
+    def score(self, G: nn.Module) -> tuple[Any, torch.Tensor]:
+        """(the oracle's scores of G's sigma on the seeds, each seed's sigma drift [S] from G_old)."""
+        cubes = self._cubes(G)  # (S, R, R, R)
+        return self.oracle(cubes), (cubes - self.reference).abs().mean(dim=(1, 2, 3))
+
     def __call__(self, run: Path, tick: int, G_ema: nn.Module) -> dict[str, Any]:
         """Score G_ema, write ``oracle/tick-<k>.csv``; returns the means (``oracle_quality_mean``, ...)."""
         from nerfsculpt.synthetic.heads import DEFECTS
 
-        cubes = self._cubes(G_ema)  # (S, R, R, R)
-        scores = self.oracle(cubes)
-        drift = (cubes - self.reference).abs().mean(dim=(1, 2, 3))  # (S,)
+        scores, drift = self.score(G_ema)  # drift: (S,)
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(["seed", "quality", *DEFECTS, "sigma_drift"])

@@ -105,11 +105,13 @@ def finetune(config: FinetuneConfig, generator: str, reward_path: str | Path | N
     # ---- every input, before anything is written
     start = load_start(generator, device, config.discriminator)
     reward = load_reward(reward_path, device) if reward_path is not None else None
-    if reward is not None and not allow_reward_mismatch:
-        try:
-            reward.check_generator(start.G_ema)
-        except BundleError as error:
-            raise FinetuneError(f"{error}, or pass --allow-reward-mismatch if you mean it") from None
+    evaluator = load_reward(config.evaluator, device) if config.evaluator is not None else None
+    for bundle in (reward, evaluator):
+        if bundle is not None and not allow_reward_mismatch:
+            try:
+                bundle.check_generator(start.G_ema)
+            except BundleError as error:
+                raise FinetuneError(f"{error}, or pass --allow-reward-mismatch if you mean it") from None
     pretrained = run / PRETRAINED_DIR
     if saved is not None and (pretrained / CONFIG_FILE).is_file():
         from nerfsculpt.generator.checkpoint import load_generator
@@ -126,8 +128,13 @@ def finetune(config: FinetuneConfig, generator: str, reward_path: str | Path | N
     else:
         notes = start.notes + ([] if start.D is not None else ["the checkpoint has no discriminator: built a new one"])
     tuner = FineTuner(config, start.G, start.G_ema, D, G_old, reward, real, device)
+    oracle_on = bool(config.trajectory_seeds) and oracle_applies(config.oracle, G_old)
+    if config.early_stop == "oracle" and not oracle_on:
+        raise FinetuneError("early_stop 'oracle' needs the gold curve, which judges the built-in synthetic generator "
+                            "only; pass --oracle on if this generator makes procedural heads, or stop on --evaluator")
     gold = OracleTrajectory(G_old, config.trajectory_seeds, config.oracle_resolution) if (
-        rank == 0 and config.trajectory_seeds and _oracle_applies(config, G_old)) else None
+        rank == 0 and oracle_on) else None
+    judge = _judge_key(config, oracle_on)
 
     # ---- the run directory
     if rank == 0:
@@ -152,20 +159,29 @@ def finetune(config: FinetuneConfig, generator: str, reward_path: str | Path | N
     log.info("fine-tuning %s: %s; real images: %s", generator, description["summary"], real.description)
 
     with RunLog(run / "log.jsonl", run / "tensorboard" if config.tensorboard else None, enabled=rank == 0) as run_log:
-        def on_tick(tuner: FineTuner, tick: int) -> None:
+        def on_tick(tuner: FineTuner, tick: int) -> bool:
+            """Log the tick, keep the judge's best G_ema, snapshot; True = stop early (rank 0 decides)."""
             record = _tick_record(tuner, tick, reward, run)
-            if rank == 0:
-                if gold is not None:
-                    record.update(gold(run, tick, tuner.G_ema))
-                tuner.state.history.append(record)
-                run_log.write(record, step=tuner.state.nimg)
-                if gold is not None:
-                    gold_curve_png(tuner.state.history, run / "gold_curve.png")
-                log.info("tick %d: %s", tick, _short(record))
-                final = tuner.state.iteration >= tuner.plan.iterations
-                if tick > 0 and (final or tick % config.snapshot_ticks == 0):
-                    save_snapshot(run, tuner.state.iteration, tuner.G, tuner.G_ema, tuner.D, tuner.optimizers,
-                                  tuner.state_dict())
+            if rank != 0:
+                return False
+            if gold is not None:
+                record.update(gold(run, tick, tuner.G_ema))
+            if evaluator is not None:
+                record.update(reward_trajectory(run, tick, evaluator, tuner.G_ema, config.trajectory_seeds,
+                                                config.reward_clamp, prefix="eval"))
+            stop = _keep_best(tuner, tick, record, judge, run)
+            tuner.state.history.append(record)
+            run_log.write(record, step=tuner.state.nimg)
+            if gold is not None:
+                gold_curve_png(tuner.state.history, run / "gold_curve.png")
+            log.info("tick %d: %s", tick, _short(record))
+            if stop:
+                log.info("stopping early: %s", record["early_stop"])
+            final = tuner.state.iteration >= tuner.plan.iterations or stop
+            if tick > 0 and (final or tick % config.snapshot_ticks == 0):
+                save_snapshot(run, tuner.state.iteration, tuner.G, tuner.G_ema, tuner.D, tuner.optimizers,
+                              tuner.state_dict())
+            return stop
 
         if tuner.state.iteration == 0 and tuner.state.tick == 0:
             on_tick(tuner, 0)
@@ -175,6 +191,8 @@ def finetune(config: FinetuneConfig, generator: str, reward_path: str | Path | N
                "skipped_steps": state.skipped, "seconds": round(state.seconds, 1),
                "G_ema_fingerprint": generator_fingerprint(tuner.G_ema),
                "latest_snapshot": str(latest_snapshot(run)) if rank == 0 else None,
+               "stopped_early": state.history[-1].get("early_stop") if state.history else None,
+               "best": _best(state.history, judge),
                "first_tick": state.history[0] if state.history else None,
                "last_tick": state.history[-1] if state.history else None}
     if rank == 0:
@@ -201,10 +219,49 @@ def _tick_record(tuner: FineTuner, tick: int, reward: RewardBundle | None, run: 
     return record
 
 
-def _oracle_applies(config: FinetuneConfig, G_old: nn.Module) -> bool:
+JUDGES = {"oracle": "oracle_quality_mean", "evaluator": "eval_reward_mean"}
+"""The log key each ``early_stop`` judge maximises."""
+
+
+def _judge_key(config: FinetuneConfig, oracle_on: bool) -> str | None:
+    """The log key whose best tick RUN/best keeps: the early-stopping judge, else the evaluator, else the oracle."""
+    if config.early_stop != "off":
+        return JUDGES[config.early_stop]
+    if config.evaluator is not None and config.trajectory_seeds:
+        return JUDGES["evaluator"]
+    return JUDGES["oracle"] if oracle_on else None
+
+
+def _best(history: list[dict[str, Any]], judge: str | None) -> dict[str, Any] | None:
+    """The first tick with the judge's highest value: {tick, kimg, key, value}; None without a judge."""
+    ticks = [r for r in history if judge is not None and judge in r]
+    if not ticks:
+        return None
+    best = max(ticks, key=lambda r: (r[judge], -r["tick"]))
+    return {"tick": best["tick"], "kimg": best["kimg"], "key": judge, "value": best[judge]}
+
+
+def _keep_best(tuner: FineTuner, tick: int, record: dict[str, Any], judge: str | None, run: Path) -> bool:
+    """Save G_ema to RUN/best/ at a new best of the judge; True when early stopping's patience ran out."""
+    if judge is None or judge not in record:
+        return False
+    best = _best([*tuner.state.history, record], judge)
+    if best["tick"] == tick:
+        from nerfsculpt.generator.checkpoint import save_network
+
+        save_network(run / "best", G_ema=tuner.G_ema, overwrite=True, meta={"best": best})
+    config = tuner.config
+    if config.early_stop != "off" and tick - best["tick"] >= config.early_stop_patience:
+        record["early_stop"] = {"judge": judge, "best_tick": best["tick"], "best_value": best["value"],
+                                "patience": config.early_stop_patience}
+        return True
+    return False
+
+
+def oracle_applies(setting: str, G_old: nn.Module) -> bool:
     """``oracle`` 'on', or 'auto' and G_old has the built-in synthetic generator's architecture."""
-    if config.oracle != "auto":
-        return config.oracle == "on"
+    if setting != "auto":
+        return setting == "on"
     from nerfsculpt.synthetic.generator import synthetic_generator_config
 
     return G_old.config.to_dict() == synthetic_generator_config().to_dict()
@@ -236,7 +293,7 @@ def _choose_reward_scale(tuner: FineTuner, config: FinetuneConfig, rank: int) ->
 
 def _short(record: dict[str, Any]) -> str:
     keys = ("kimg", "kimg_per_s", "loss/G_gan", "loss/D_gan", "loss/L_r", "loss/L_c", "traj_reward_mean",
-            "oracle_quality_mean", "sigma_drift")
+            "eval_reward_mean", "oracle_quality_mean", "sigma_drift")
     return ", ".join(f"{k} {record[k]:.4g}" for k in keys if k in record)
 
 
