@@ -16,9 +16,8 @@ from nerfsculpt.generator.builtin import resolve_generator
 from nerfsculpt.preferences.store import PreferenceStore
 from nerfsculpt.reward.bundle import Extraction
 from nerfsculpt.reward.data import GeneratorSlabs
-from nerfsculpt.reward.heads import HeadsConfig
 from nerfsculpt.reward.pipeline import extraction_for, splits_from_store
-from nerfsculpt.reward.sigma_net import SigmaRewardConfig, SigmaRewardNet
+from nerfsculpt.reward.sigma_net import SIGMA_PRESETS, SigmaRewardNet
 from nerfsculpt.reward.train import RewardTrainConfig, train
 from nerfsculpt.synthetic.annotators import AnnotatorPanel, paper_annotator
 from nerfsculpt.synthetic.oracle import GeometryOracle, OracleConfig
@@ -26,9 +25,8 @@ from nerfsculpt.synthetic.preferences import simulate_study
 
 QUESTIONS = 300
 """Simulated questions (pairs of distinct seeds 0-599): 210 train, 45 validation, 45 test."""
-LEARNER = SigmaRewardConfig(f_maps=(4, 8, 16, 32), num_groups=4, heads=HeadsConfig(
-    global_features=256, embedding_hidden=(64, 64), embedding=32, head_hidden=(32, 16)))
-"""A small sigma reward (the full one's structure; 4 levels instead of 6)."""
+LEARNER = SIGMA_PRESETS["tiny"]
+"""A small sigma reward (the full one's structure; 4 levels instead of 6): ``reward train --model tiny``."""
 ORACLE = OracleConfig(resolution=64)
 
 

@@ -242,7 +242,7 @@ def cmd_finetune_interpolate(args: argparse.Namespace) -> int:
 
 
 def _add_interpolate(subparsers, common: argparse.ArgumentParser) -> None:
-    from nerfsculpt.finetune.interpolate import DEFAULT_ALPHAS
+    from nerfsculpt.finetune.config import DEFAULT_ALPHAS
 
     p = subparsers.add_parser("interpolate", parents=[common], help="score generators between G_0 and a run's G",
                               description=_usage(cmd_finetune_interpolate.__doc__), formatter_class=_HelpFormatter)

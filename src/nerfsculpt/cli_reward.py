@@ -33,7 +33,7 @@ def cmd_reward_import_reference(args: argparse.Namespace) -> int:
 
 
 def cmd_reward_score(args: argparse.Namespace) -> int:
-    """Score geometry with a reward bundle; writes a CSV of seed,reward.
+    """Score geometry with a reward bundle; writes a CSV of seed,reward (an ensemble: seed,reward,reward_std,member_k).
 
         nerfsculpt reward score --bundle runs/reward --generator synthetic --seeds 0-99 --out scores.csv
         nerfsculpt reward score --bundle runs/reward-paper --generator ffhq512-128.pkl --seeds 0-9 --psi 0.7
@@ -43,6 +43,9 @@ def cmd_reward_score(args: argparse.Namespace) -> int:
     canonical camera with the bundle's truncation cutoff and noise mode, at --psi (default: the psi
     the reward was trained on); sigma is sampled on the reward slab exactly as in training. From a
     bank, its slabs are scored after checking they were cut and sampled the same way.
+
+    An ensemble bundle of K members writes seed,reward,reward_std,member_0,...,member_{K-1}: reward
+    is the members' mean, reward_std their population standard deviation (divided by K, not K - 1).
     """
     from nerfsculpt.latents import parse_seeds
 
@@ -60,24 +63,32 @@ def cmd_reward_score(args: argparse.Namespace) -> int:
         print(json.dumps({k: v for k, v in vars(args).items() if k not in ("handler",)}, indent=2, default=str))
         return 0
     from nerfsculpt.reward.bundle import load_bundle
-    from nerfsculpt.reward.scoring import score_bank, score_seeds
+    from nerfsculpt.reward.scoring import score_bank_members, score_seeds_members
 
     device = _resolve_device(args.device, 0, 1)
     bundle = load_bundle(args.bundle, device=device, representation="sigma_slab")
     if args.bank is not None:
         from nerfsculpt.geometry.bank import open_bank
 
-        scores = score_bank(bundle, open_bank(args.bank), seeds, batch=args.batch, progress=not args.no_progress)
+        seeds, members = score_bank_members(bundle, open_bank(args.bank), seeds, batch=args.batch,
+                                            progress=not args.no_progress)
     else:
         from nerfsculpt.generator.builtin import resolve_generator
 
         G, _ = resolve_generator(args.generator, device)
-        rewards = score_seeds(bundle, G, seeds, psi=args.psi, batch=args.batch, progress=not args.no_progress)
-        scores = dict(zip(seeds, rewards.tolist(), strict=True))
+        members = score_seeds_members(bundle, G, seeds, psi=args.psi, batch=args.batch, progress=not args.no_progress)
+    rewards = members.mean(0)  # (K, S) -> (S,)
+    scores = dict(zip(seeds, rewards.tolist(), strict=True))
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["seed", "reward"])
-    writer.writerows((seed, f"{value:.6f}") for seed, value in scores.items())
+    if bundle.members == 1:
+        writer.writerow(["seed", "reward"])
+        writer.writerows((seed, f"{value:.6f}") for seed, value in scores.items())
+    else:
+        spread = members.std(0, correction=0)  # population standard deviation over the K members, (S,)
+        writer.writerow(["seed", "reward", "reward_std", *(f"member_{k}" for k in range(bundle.members))])
+        for seed, value, std, each in zip(seeds, rewards.tolist(), spread.tolist(), members.T.tolist(), strict=True):
+            writer.writerow([seed, f"{value:.6f}", f"{std:.6f}", *(f"{r:.6f}" for r in each)])  # each: (K,)
     if args.out:
         from nerfsculpt.atomic import write_atomic
 
@@ -133,6 +144,7 @@ def cmd_reward_train(args: argparse.Namespace) -> int:
             --lr 1e-3 --batch 4       # CPU-sized; the defaults are the paper's (GPU)
         nerfsculpt reward train --db paper.sqlite --generator ffhq512-128.pkl --out runs/paper --device cuda
         torchrun --nproc_per_node 2 -m nerfsculpt reward train --db paper.sqlite ...  # K GPUs: batch K x --batch
+        nerfsculpt reward train --db prefs.sqlite --out runs/ens --model small --slab-resolution 64 --ensemble 4
 
     Answers become ranked lists (best/worst, or --pairs full), split 70/15/15 by question (the
     reference's partition) or by annotator, each list with a high-quality anchor (seeds
@@ -141,9 +153,15 @@ def cmd_reward_train(args: argparse.Namespace) -> int:
     Defaults are the paper's: objective 'paper' (Eq. 4 + 1e-2 L1 reconstruction), Adam 1e-5, weight
     decay 1e-4, batch 1, <= 10 epochs, early stopping after 3 epochs without a lower validation
     loss, seed 42. Rerunning with the same --out resumes.
+
+    --ensemble K trains K networks of the same --model, member k with seed --seed + k (and, with
+    --bootstrap, on its own bootstrap resample of the training lists), each in its resumable run
+    OUT/member-<k> (finished members are not retrained), sharing OUT/slab_cache; OUT/bundle holds
+    all of them and scores with their mean (Coste et al. 2023; docs/reward.md "Ensembles").
     """
     import dataclasses
 
+    from nerfsculpt.reward.ensemble import EnsembleConfig
     from nerfsculpt.reward.pipeline import MODELS
     from nerfsculpt.reward.train import RewardTrainConfig
 
@@ -155,20 +173,42 @@ def cmd_reward_train(args: argparse.Namespace) -> int:
                                batch=args.batch, max_epochs=args.epochs, patience=args.patience, seed=args.seed,
                                anchors=not args.no_anchors, checkpointing=args.checkpointing,
                                precision=args.precision, tensorboard=args.tensorboard)
+    ensemble = EnsembleConfig(members=args.ensemble, bootstrap=args.bootstrap)
     try:
         config.validate()
+        ensemble.validate()
     except ValueError as error:
         raise UsageError(str(error)) from None
-    if args.slab_resolution < 64:
-        raise UsageError(f"--slab-resolution {args.slab_resolution}: the crop needs >= 64 samples per axis")
+    _check_slab_fits(args.model, args.slab_resolution)
     if args.dry_run:
         print(json.dumps({**{k: v for k, v in vars(args).items() if k != "handler"},
-                          "train_config": dataclasses.asdict(config)}, indent=2, default=str))
+                          "train_config": dataclasses.asdict(config), "ensemble_config": dataclasses.asdict(ensemble)},
+                         indent=2, default=str))
         return 0
-    return _train(args, config)
+    return _train(args, config, ensemble)
 
 
-def _train(args: argparse.Namespace, config) -> int:
+def _check_slab_fits(model: str, resolution: int) -> None:
+    """UsageError unless the sigma model's U-Net can halve the slab cut at ``resolution`` once per level."""
+    import dataclasses
+
+    from nerfsculpt.geometry.slab import REWARD_SLAB
+    from nerfsculpt.reward.sigma_net import SIGMA_PRESETS, min_slab_side
+
+    if resolution < 2:
+        raise UsageError(f"--slab-resolution must be >= 2, got {resolution}")
+    if model not in SIGMA_PRESETS:
+        return
+    shape = dataclasses.replace(REWARD_SLAB, resolution=resolution).shape
+    need = min_slab_side(SIGMA_PRESETS[model])
+    if min(shape) < need:
+        fits = [m for m in SIGMA_PRESETS if min(shape) >= min_slab_side(SIGMA_PRESETS[m])]
+        raise UsageError(f"--slab-resolution {resolution} cuts a {'x'.join(map(str, shape))} slab; --model {model} "
+                         f"needs every side >= {need}: raise --slab-resolution"
+                         + (f" or use --model {' or '.join(fits)}" if fits else ""))
+
+
+def _train(args: argparse.Namespace, config, ensemble) -> int:
     """Join torchrun's process group if there is one, train, leave the group."""
     import os
     from pathlib import Path
@@ -180,13 +220,14 @@ def _train(args: argparse.Namespace, config) -> int:
     device = _resolve_device(args.device, local_rank, world_size)
     rank = _init_distributed(device, world_size)
     try:
-        return _train_ranked(args, config, out, device, rank, world_size)
+        return _train_ranked(args, config, ensemble, out, device, rank, world_size)
     finally:
         if world_size > 1:
             torch.distributed.destroy_process_group()
 
 
-def _train_ranked(args: argparse.Namespace, config, out, device, rank: int, world_size: int) -> int:
+def _train_ranked(args: argparse.Namespace, config, ensemble, out, device, rank: int, world_size: int) -> int:
+    import dataclasses
     from pathlib import Path
 
     import torch
@@ -194,6 +235,7 @@ def _train_ranked(args: argparse.Namespace, config, out, device, rank: int, worl
     from nerfsculpt.atomic import write_atomic
     from nerfsculpt.reward.bundle import generator_record, save_bundle
     from nerfsculpt.reward.data import items_of, prepare
+    from nerfsculpt.reward.ensemble import member_runs
     from nerfsculpt.reward.losses import weights_for
     from nerfsculpt.reward.pipeline import MODELS, build_model, data_fingerprint, extraction_for, splits_from_store
     from nerfsculpt.reward.train import evaluate, format_table, train, train_anchor_seed
@@ -208,34 +250,63 @@ def _train_ranked(args: argparse.Namespace, config, out, device, rank: int, worl
     lists = {name: splits.lists(name, config.anchors, seed=config.seed) for name in ("train", "val", "test")}
     epochs = [splits.lists("train", config.anchors, seed=train_anchor_seed(config, epoch))
               for epoch in range(config.max_epochs)]
-    items = items_of([r for part in (*lists.values(), *epochs) for r in part])  # with every anchor drawn
+    runs = member_runs(splits, config, ensemble) if ensemble.members > 1 else []  # seeds + k, resampled lists
+    items = items_of([r for part in (*lists.values(), *epochs, *(run.lists_read() for run in runs))
+                      for r in part])  # with every anchor drawn
     if rank == 0:
         print(f"study {study!r}: {len(splits.train)} / {len(splits.val)} / {len(splits.test)} train / val / test "
               f"lists; {len(items)} inputs", flush=True)
     prepare(source, items[rank::world_size], progress=not args.no_progress and rank == 0)  # each rank a share
     if world_size > 1:
         torch.distributed.barrier()  # every share is in the disk cache (or the banks) now
-    torch.manual_seed(config.seed)
-    net = build_model(args.model, args.resnet_weights, args.train_backbone).to(device)
-    summary = train(net, splits, source, out, config, progress=not args.no_progress)
-    weights = weights_for(config.objective)
-    results = {"test": evaluate(net, lists["test"], source, weights, batch=config.batch),
-               "val": evaluate(net, lists["val"], source, weights, batch=config.batch)}
+    if ensemble.members > 1:
+        model, record, results, report = _train_members(args, config, ensemble, splits, source, out, device)
+    else:
+        torch.manual_seed(config.seed)
+        model = build_model(args.model, args.resnet_weights, args.train_backbone).to(device)
+        summary = train(model, splits, source, out, config, progress=not args.no_progress)
+        weights = weights_for(config.objective)
+        results = {"test": evaluate(model, lists["test"], source, weights, batch=config.batch),
+                   "val": evaluate(model, lists["val"], source, weights, batch=config.batch)}
+        best = summary["best_epoch"] + 1 if summary["best_epoch"] is not None else "-"
+        record = {"summary": summary}
+        report = f"{format_table(results)}\n{summary['stopped']}; best epoch {best} of {summary['epochs']}; "
     if rank > 0:
         return 0
-    training = {"config": summary["config"], "study": study, "world_size": world_size,
+    training = {"config": dataclasses.asdict(config), "study": study, "world_size": world_size,
                 "db": str(Path(args.db).resolve()), "pairs": args.pairs, "split_by": args.split_by,
-                "split_seed": args.split_seed, "model_preset": args.model, "data": data_fingerprint(splits),
-                "summary": summary}
+                "split_seed": args.split_seed, "model_preset": args.model, "data": data_fingerprint(splits), **record}
     generator = generator_record(source.G) if hasattr(source, "G") else None  # banks do not keep the network
-    bundle = save_bundle(out / "bundle", net.cpu(), extraction, training=training, metrics=results, overwrite=True,
+    bundle = save_bundle(out / "bundle", model.cpu(), extraction, training=training, metrics=results, overwrite=True,
                          generator=generator)
-    report = json.dumps({"training": training, "metrics": results}, indent=2) + "\n"
-    write_atomic(out / "metrics.json", report.encode())
-    print(format_table(results))
-    print(f"{summary['stopped']}; best epoch {summary['best_epoch'] + 1 if summary['best_epoch'] is not None else '-'}"
-          f" of {summary['epochs']}; bundle: {bundle}")
+    text = json.dumps({"training": training, "metrics": results}, indent=2) + "\n"
+    write_atomic(out / "metrics.json", text.encode())
+    print(f"{report}bundle: {bundle}")
     return 0
+
+
+def _train_members(args: argparse.Namespace, config, ensemble, splits, source, out, device):
+    """Train the --ensemble members (``reward.ensemble.train_ensemble``): (the ensemble, its training record,
+    metrics of the ensemble with the members' under ``members``, the Table-1 report of each and of the mean)."""
+    from nerfsculpt.reward.ensemble import train_ensemble
+    from nerfsculpt.reward.pipeline import build_model
+    from nerfsculpt.reward.train import format_table
+
+    def build():
+        return build_model(args.model, args.resnet_weights, args.train_backbone).to(device)
+
+    result = train_ensemble(build, splits, source, out, config, ensemble, progress=not args.no_progress)
+    record = {"members": [{k: v for k, v in m.items() if k != "metrics"} for m in result.members]}
+    metrics = {**result.metrics, "members": [m["metrics"] for m in result.members]}
+    report = ""
+    for k, member in enumerate(result.members):
+        summary = member["summary"]
+        best = summary["best_epoch"] + 1 if summary["best_epoch"] is not None else "-"
+        report += (f"member {k + 1}/{ensemble.members} (seed {member['seed']}, {member['run']}): {summary['stopped']}; "
+                   f"best epoch {best} of {summary['epochs']}\n{format_table(member['metrics'])}\n")
+    report += (f"ensemble of {ensemble.members} members{' (bootstrap)' if ensemble.bootstrap else ''}, scored by "
+               f"their mean reward\n{format_table(result.metrics)}\n")
+    return result.model, record, metrics, report
 
 
 def cmd_reward_eval(args: argparse.Namespace) -> int:
@@ -321,8 +392,10 @@ def add_reward_commands(subparsers: Any, common: argparse.ArgumentParser) -> Non
                          description=_usage(cmd_reward_train.__doc__), formatter_class=_HelpFormatter)
     _add_data_arguments(p)
     p.add_argument("--out", required=True, metavar="DIR", help="run directory (resumed if it has a checkpoint)")
-    p.add_argument("--model", default="full", choices=("full", "small", "depth1", "depth3", "pointnet", "pointnet2"),
-                   help="sigma reward at the paper's size (12.7M parameters) or a small one for CPU runs; "
+    p.add_argument("--model", default="full",
+                   choices=("full", "small", "tiny", "depth1", "depth3", "pointnet", "pointnet2"),
+                   help="sigma reward at the paper's size (12.7M parameters, slabs >= 64^3), 'small' for CPU runs "
+                        "on 64^3 slabs, 'tiny' for 32^3 slabs (the synthetic benchmark's recipe); "
                         "baselines (read --bank): ResNet-50 on 1 or 3 depth maps, PointNet, PointNet++")
     p.add_argument("--resnet-weights", default=None, metavar="FILE",
                    help="depth models: start the ResNet-50 from a torchvision resnet50 state dict "
@@ -342,6 +415,10 @@ def add_reward_commands(subparsers: Any, common: argparse.ArgumentParser) -> Non
     p.add_argument("--patience", type=int, default=3, help="stop after this many epochs without a better val loss")
     p.add_argument("--seed", type=int, default=42, help="seed of the weights, orders and anchor draws")
     p.add_argument("--no-anchors", action="store_true", help="train on [winner, loser] only")
+    p.add_argument("--ensemble", type=int, default=1, metavar="K",
+                   help="train K networks that differ in seed (--seed + k), in OUT/member-<k>; the bundle holds all")
+    p.add_argument("--bootstrap", action="store_true",
+                   help="with --ensemble K > 1: each member trains on a bootstrap resample of the training lists")
     p.add_argument("--checkpointing", action="store_true", help="activation checkpointing (less memory)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="autocast precision on CUDA (CPU always runs fp32)")

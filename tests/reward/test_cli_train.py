@@ -48,7 +48,13 @@ def test_train_dry_run_and_bad_arguments(prefs, tmp_path, capsys):
     config = json.loads(capsys.readouterr().out)
     assert config["train_config"]["lr"] == 1e-5 and config["train_config"]["patience"] == 3
     assert main(["reward", "train", "--db", str(prefs), "--out", str(tmp_path / "r"), "--slab-resolution", "32"]) == 2
-    assert ">= 64" in capsys.readouterr().err
+    assert "16x18x17 slab; --model full needs every side >= 32" in capsys.readouterr().err  # and names small, tiny
+    assert main(["reward", "train", "--db", str(prefs), "--out", str(tmp_path / "r"), "--model", "tiny",
+                 "--slab-resolution", "12"]) == 2
+    assert "needs every side >= 8" in capsys.readouterr().err
+    assert main(["reward", "train", "--db", str(prefs), "--out", str(tmp_path / "r"), "--model", "tiny",
+                 "--slab-resolution", "16", "--dry-run"]) == 0
+    capsys.readouterr()
     assert main(["reward", "train", "--db", str(tmp_path / "none.sqlite"), "--out", str(tmp_path / "r")]) == 2
     assert main(["reward", "train", "--db", str(prefs), "--out", str(tmp_path / "r"), "--generator", "synthetic",
                  "--epochs", "1", *CPU]) == 2

@@ -35,6 +35,9 @@ PAPER_REWARD_STD = 2.32
 """Standard deviation of those scores (paper Table 8): the scale on which the paper's clamp at 10 acts."""
 REWARD_SCALES = ("auto", "off", "calibrate", "on")
 """Choices of ``FinetuneConfig.reward_standardise``."""
+DEFAULT_ALPHAS = (0.25, 0.5, 0.75, 1.0)
+"""``finetune interpolate``: the fractions of the fine-tuning step scored by default (alpha = 0, the
+pretrained generator, always is)."""
 EARLY_STOPS = ("off", "oracle", "evaluator")
 """Choices of ``FinetuneConfig.early_stop``."""
 

@@ -29,10 +29,7 @@ import torch
 from torch import nn
 
 from nerfsculpt.atomic import write_atomic
-from nerfsculpt.finetune.config import FinetuneError
-
-DEFAULT_ALPHAS = (0.25, 0.5, 0.75, 1.0)
-"""The fractions of the fine-tuning step scored by default (alpha = 0, the pretrained generator, always is)."""
+from nerfsculpt.finetune.config import DEFAULT_ALPHAS, FinetuneError
 
 
 def interpolate_generators(G_0: nn.Module, G_1: nn.Module, alpha: float) -> nn.Module:

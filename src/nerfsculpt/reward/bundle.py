@@ -9,13 +9,17 @@ transforms it was trained with:
   camera, and the latent rules of the training data (psi of regular and anchor items, truncation
   cutoff, noise mode);
 - ``training`` (config, data hashes), ``metrics`` (Table-1 accuracies) and ``source`` (e.g. the
-  imported reference bundle), free-form JSON.
+  imported reference bundle), free-form JSON;
+- ``ensemble`` (only in a bundle of K > 1 networks, ``reward.ensemble``): ``{"members": K, "seeds":
+  [...], "bootstrap": bool}``; the weights of member k are stored as ``members.<k>.<name>``, the
+  ``architecture`` is the members' (every member has it).
 
 Example::
 
     save_bundle("runs/reward", net, Extraction())
     bundle = load_bundle("runs/reward")
     r = bundle.score_slabs(slab_xyz)          # [N, 128, 141, 129] raw sigma (X, Y, Z) -> [N]
+    rk = bundle.score_slabs_members(slab_xyz) # [K, N] per member (K = bundle.members; 1 for a single net)
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from nerfsculpt import __version__
 from nerfsculpt.atomic import atomic_directory
 from nerfsculpt.geometry.slab import SlabSpec, crop_reward_slab
 from nerfsculpt.reward.baselines import DepthResNetReward, DepthRewardConfig, PointReward, PointRewardConfig
+from nerfsculpt.reward.ensemble import RewardEnsemble
 from nerfsculpt.reward.sigma_net import SigmaRewardConfig, SigmaRewardNet, sigma_input
 
 FORMAT_NAME = "nerfsculpt-reward"
@@ -104,9 +109,24 @@ class RewardBundle:
     """A loaded reward: the network (eval mode) and the bundle's config."""
 
     model: nn.Module
+    """The reward network, or a ``RewardEnsemble`` whose reward is its members' mean (``reward.ensemble``)."""
     extraction: Extraction
+    """What the reward reads and how it was produced."""
     config: dict[str, Any]
+    """The bundle's ``config.json``."""
     path: Path | None = None
+    """The bundle directory it was loaded from."""
+
+    @property
+    def members(self) -> int:
+        """K, the networks of an ensemble bundle; 1 for a single network."""
+        return len(self.model.members) if isinstance(self.model, RewardEnsemble) else 1
+
+    def member_rewards(self, x: Tensor) -> Tensor:  # [N, ...] network input (prepare_slabs) -> [K, N]
+        """Each member's reward of prepared inputs (differentiable); [1, N] for a single network."""
+        if isinstance(self.model, RewardEnsemble):
+            return self.model.member_rewards(x)
+        return self.model(x)[None]  # (1, N)
 
     def prepare_slabs(self, slab_xyz: Tensor) -> Tensor:  # [N, X, Y, Z] raw sigma -> [N, 1, Z, Y, X]
         """The network input for raw sigma slabs, with the bundle's transforms (crop already applied)."""
@@ -133,6 +153,12 @@ class RewardBundle:
         device = next(self.model.parameters()).device
         with torch.no_grad():
             return self.model(self.prepare_slabs(slab_xyz).to(device)).cpu()
+
+    def score_slabs_members(self, slab_xyz: Tensor) -> Tensor:  # [N, X, Y, Z] -> [K, N]
+        """Each member's rewards of raw sigma slabs, as :meth:`score_slabs` (no gradients, on the CPU)."""
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            return self.member_rewards(self.prepare_slabs(slab_xyz).to(device)).cpu()
 
     def score_inputs(self, raw: Tensor) -> Tensor:  # [N, ...] as the bank stores them -> [N]
         """Rewards of raw inputs of the bundle's representation (slabs, depth maps or point clouds)."""
@@ -190,23 +216,29 @@ def save_bundle(out_dir: str | Path, model: nn.Module, extraction: Extraction, t
                 overwrite: bool = False, generator: dict[str, Any] | None = None) -> Path:
     """Write ``model`` and its config as a bundle directory, atomically. Returns the directory.
 
-    ``generator``: :func:`generator_record` of the generator whose samples the reward was trained on
-    (fine-tuning refuses a generator of other sizes).
+    ``model``: a reward network or a :class:`~nerfsculpt.reward.ensemble.RewardEnsemble` (its
+    members' architecture is recorded, and ``ensemble`` beside it). ``generator``:
+    :func:`generator_record` of the generator whose samples the reward was trained on (fine-tuning
+    refuses a generator of other sizes).
     """
     from safetensors.torch import save  # not save_file: it creates its files 0600, not by the umask
 
-    name = architecture_name(model)
+    network = model.members[0] if isinstance(model, RewardEnsemble) else model
+    name = architecture_name(network)
     config = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "nerfsculpt_version": __version__,
-        "architecture": {"name": name, "config": model.config.to_dict()},
+        "architecture": {"name": name, "config": network.config.to_dict()},
         "extraction": dataclasses.asdict(extraction),
         "training": training or {},
         "metrics": metrics or {},
         "source": source or {},
         "generator": generator,
     }
+    if isinstance(model, RewardEnsemble):
+        seeds = None if model.seeds is None else list(model.seeds)
+        config["ensemble"] = {"members": len(model.members), "seeds": seeds, "bootstrap": model.bootstrap}
     text = json.dumps(config, indent=2) + "\n"  # fails before anything is written
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
     with atomic_directory(out_dir, overwrite, error=BundleError) as staging:
@@ -247,9 +279,40 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu",
     if name not in ARCHITECTURES:
         raise BundleError(f"{path}: unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}")
     cls, config_cls = ARCHITECTURES[name]
+    members = _ensemble_members(path, config)
     try:
-        model = cls(config_cls.from_dict(config["architecture"]["config"]))
+        networks = [cls(config_cls.from_dict(config["architecture"]["config"])) for _ in range(members or 1)]
     except (TypeError, ValueError) as error:
         raise BundleError(f"{path}: architecture config does not build a {name} network ({error})") from None
-    load_strictly(model, load_file(weights_path), f"{path}: the weights do not fit the architecture in {CONFIG_FILE}")
+    state = load_file(weights_path)
+    if members is None:
+        model = networks[0]
+    else:
+        missing = [k for k in range(members) if not any(key.startswith(f"members.{k}.") for key in state)]
+        if missing:
+            raise BundleError(f"{path}: {CONFIG_FILE} lists an ensemble of {members} members but {WEIGHTS_FILE} has "
+                              f"no weights for member(s) {missing}; rerun the ensemble's 'nerfsculpt reward train "
+                              f"--ensemble {members}' to rewrite the bundle, or use a complete copy")
+        record = config["ensemble"]
+        try:
+            model = RewardEnsemble(networks, seeds=record.get("seeds"), bootstrap=record.get("bootstrap", False))
+        except (TypeError, ValueError) as error:
+            raise BundleError(f"{path}: malformed 'ensemble' entry in {CONFIG_FILE} ({error})") from None
+    load_strictly(model, state, f"{path}: the weights do not fit the architecture in {CONFIG_FILE}")
     return RewardBundle(model=model.to(device).eval(), extraction=extraction, config=config, path=path)
+
+
+def _ensemble_members(path: Path, config: dict[str, Any]) -> int | None:
+    """K of an ensemble bundle's ``config['ensemble']`` (checked), None for a single network."""
+    record = config.get("ensemble")
+    if record is None:
+        return None
+    members = record.get("members") if isinstance(record, dict) else None
+    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
+        raise BundleError(f"{path / CONFIG_FILE}: 'ensemble' must hold 'members' >= 1 (the number of networks), "
+                          f"got {record!r}; remove the 'ensemble' entry of a single-network bundle")
+    seeds = record.get("seeds")
+    if seeds is not None and (not isinstance(seeds, list) or len(seeds) != members):
+        raise BundleError(f"{path / CONFIG_FILE}: 'ensemble' lists {members} members but seeds {seeds!r}; give one "
+                          f"training seed per member, or null")
+    return members

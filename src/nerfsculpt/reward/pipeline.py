@@ -75,11 +75,12 @@ def data_fingerprint(splits: Splits) -> dict[str, Any]:
 
 
 MODELS: dict[str, tuple[str, int]] = {
-    "full": ("sigma_slab", 1), "small": ("sigma_slab", 1), "depth1": ("depth_single", 8),
+    "full": ("sigma_slab", 1), "small": ("sigma_slab", 1), "tiny": ("sigma_slab", 1),
+    "depth1": ("depth_single", 8),
     "depth3": ("depth_triple", 8), "pointnet": ("points", 4), "pointnet2": ("points", 2),
 }
-"""``--model`` names: (representation, the paper's batch size). ``full``/``small``: the sigma reward at the
-paper's size or a CPU size; ``depth1``/``depth3``: ResNet-50 on 1 or 3 depth maps; ``pointnet``/``pointnet2``."""
+"""``--model`` names: (representation, the paper's batch size). ``full``/``small``/``tiny``: the sigma reward at
+the paper's size or CPU sizes; ``depth1``/``depth3``: ResNet-50 on 1 or 3 depth maps; ``pointnet``/``pointnet2``."""
 
 
 def build_model(name: str, resnet_weights: str | None = None, train_backbone: bool = False):

@@ -6,11 +6,15 @@ latents follow the bundle's rules too (canonical camera, truncation cutoff, nois
 defaults to the bundle's ``psi`` and may be set per call (the paper scores psi 0.7 samples with a
 reward trained at psi 1).
 
+An ensemble bundle's reward is the mean of its K members; the ``*_members`` functions return every
+member's reward ([K, S]; [1, S] for a single network).
+
 Example::
 
     bundle = load_bundle("runs/reward")
     G, _ = resolve_generator("synthetic")
     rewards = score_seeds(bundle, G, range(10))            # [10]
+    members = score_seeds_members(bundle, G, range(10))    # [K, 10]
     rewards = score_bank(bundle, open_bank("bank"))        # {seed: reward}
 """
 
@@ -28,7 +32,14 @@ from nerfsculpt.reward.bundle import BundleError, Extraction, RewardBundle
 
 def score_seeds(bundle: RewardBundle, G: nn.Module, seeds: Sequence[int], psi: float | None = None,
                 batch: int = 1, progress: bool = False) -> Tensor:  # -> [len(seeds)]
-    """Rewards of a generator's samples ``z = RandomState(seed).randn(1, z_dim)``, ``batch`` latents at a time."""
+    """Rewards of a generator's samples ``z = RandomState(seed).randn(1, z_dim)``, ``batch`` latents at a time
+    (an ensemble's: the mean over its members)."""
+    return score_seeds_members(bundle, G, seeds, psi, batch, progress).mean(0)
+
+
+def score_seeds_members(bundle: RewardBundle, G: nn.Module, seeds: Sequence[int], psi: float | None = None,
+                        batch: int = 1, progress: bool = False) -> Tensor:  # -> [K, len(seeds)]
+    """Every member's rewards of a generator's samples, as :func:`score_seeds`; [1, S] for a single network."""
     from tqdm import tqdm
 
     from nerfsculpt.geometry.sigma import reward_slab
@@ -43,9 +54,9 @@ def score_seeds(bundle: RewardBundle, G: nn.Module, seeds: Sequence[int], psi: f
             chunk = seeds[start : start + batch]
             ws = ws_from_seeds(G, chunk, psi, ext.truncation_cutoff)
             slab = reward_slab(G, ws, spec, noise_mode=ext.noise_mode, eg3d_grid=ext.eg3d_grid)  # (B, X, Y, Z)
-            rewards.append(bundle.score_slabs(slab))
+            rewards.append(bundle.score_slabs_members(slab))  # (K, B)
             bar.update(len(chunk))
-    return torch.cat(rewards)
+    return torch.cat(rewards, dim=1)  # (K, S)
 
 
 def check_bank_matches(extraction: Extraction, manifest: dict) -> None:
@@ -67,16 +78,24 @@ def check_bank_matches(extraction: Extraction, manifest: dict) -> None:
 
 def score_bank(bundle: RewardBundle, bank, seeds: Sequence[int] | None = None, batch: int = 1,
                progress: bool = False) -> dict[int, float]:
-    """Rewards of a bank's slabs: {seed: reward} for ``seeds`` (default: every seed with a finished slab)."""
+    """Rewards of a bank's slabs: {seed: reward} for ``seeds`` (default: every seed with a finished slab);
+    an ensemble's: the mean over its members."""
+    seeds, members = score_bank_members(bundle, bank, seeds, batch, progress)
+    return dict(zip(seeds, members.mean(0).tolist(), strict=True))
+
+
+def score_bank_members(bundle: RewardBundle, bank, seeds: Sequence[int] | None = None, batch: int = 1,
+                       progress: bool = False) -> tuple[list[int], Tensor]:  # -> (S seeds, [K, S])
+    """The seeds scored and every member's rewards of their slabs, as :func:`score_bank`."""
     from tqdm import tqdm
 
     check_bank_matches(bundle.extraction, bank.manifest)
     seeds = bank.seeds(["slab"]) if seeds is None else list(seeds)
     if not seeds:
         raise BundleError(f"{bank.path} has no finished slabs to score")
-    scores: dict[int, float] = {}
+    rewards = []
     for start in tqdm(range(0, len(seeds), batch), disable=not progress, unit="batch", desc="score"):
         chunk = seeds[start : start + batch]
         slabs = torch.stack([bank.load(seed, "slab") for seed in chunk])  # (B, X, Y, Z)
-        scores.update(zip(chunk, bundle.score_slabs(slabs).tolist(), strict=True))
-    return scores
+        rewards.append(bundle.score_slabs_members(slabs))  # (K, B)
+    return seeds, torch.cat(rewards, dim=1)  # (K, S)

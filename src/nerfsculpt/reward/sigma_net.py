@@ -72,9 +72,17 @@ SIGMA_PRESETS: dict[str, SigmaRewardConfig] = {
     "full": SigmaRewardConfig(),
     "small": SigmaRewardConfig(f_maps=(4, 8, 16, 32, 64), num_groups=4, heads=HeadsConfig(
         global_features=1024, embedding_hidden=(128, 128), embedding=64, head_hidden=(64, 32))),
+    "tiny": SigmaRewardConfig(f_maps=(4, 8, 16, 32), num_groups=4, heads=HeadsConfig(
+        global_features=256, embedding_hidden=(64, 64), embedding=32, head_hidden=(32, 16))),
 }
-"""Named sizes: ``full`` = the paper's (12.7M parameters); ``small`` (0.64M) for CPU runs on small slabs
-(every side >= 16)."""
+"""Named sizes: ``full`` = the paper's (12.7M parameters, every slab side >= 32); ``small`` (0.64M, sides
+>= 16) for CPU runs on 64^3 slabs; ``tiny`` (4 levels, sides >= 8) for the synthetic benchmark's 32^3
+slabs, the reward of the test suite and of the benchmark recipe (docs/finetune.md)."""
+
+
+def min_slab_side(config: SigmaRewardConfig) -> int:
+    """The smallest slab side the U-Net takes: one halving per level after the first."""
+    return 2 ** (len(config.f_maps) - 1)
 
 
 class SigmaRewardNet(nn.Module):
