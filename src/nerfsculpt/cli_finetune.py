@@ -87,7 +87,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 _CONFIG_OPTIONS = (
     "kimg", "batch", "micro_batch", "seed", "lambda_r", "lambda_c", "reward_clamp", "reward_clamp_standardised",
-    "reward_standardise",
+    "reward_standardise", "reward_objective", "uwo_beta",
     "reward_psi", "consistency_psi",
     "consistency_resolution", "truncation_cutoff", "reward_step", "reward_lr", "chunk_points", "sigma_autocast",
     "reward_checkpointing",
@@ -105,7 +105,7 @@ def _cutoff(text: str) -> int | None:
 
 
 def add_finetune_command(subparsers, common: argparse.ArgumentParser) -> None:
-    from nerfsculpt.finetune.config import EARLY_STOPS, PRESETS, REWARD_SCALES, FinetuneConfig
+    from nerfsculpt.finetune.config import EARLY_STOPS, PRESETS, REWARD_OBJECTIVES, REWARD_SCALES, FinetuneConfig
 
     d = FinetuneConfig()
     p = subparsers.add_parser("finetune", parents=[common], help="fine-tune a generator with a sigma reward",
@@ -200,6 +200,9 @@ def add_finetune_command(subparsers, common: argparse.ArgumentParser) -> None:
            "architecture", choices=("auto", "on", "off"))
     option(mon, "oracle_resolution", "sigma grid of the gold curve's oracle", type=int)
     guard = p.add_argument_group("over-optimisation safeguards (docs/finetune.md)")
+    option(guard, "reward_objective", "how L_r combines an ensemble reward's members (reward train --ensemble): "
+           "their mean, 'uwo' mean - --uwo-beta * variance, or 'wco' the lowest member", choices=REWARD_OBJECTIVES)
+    option(guard, "uwo_beta", "weight of the members' variance in 'uwo', in the units L_r reads", type=float)
     option(guard, "evaluator", "a reward the run does not optimise (e.g. trained on held-out questions), scored on "
            "the trajectory seeds every tick as a held-out judge (RUN/evaluator/)", metavar="BUNDLE")
     option(guard, "early_stop", "stop when a held-out judge has not improved for --early-stop-patience ticks: the "

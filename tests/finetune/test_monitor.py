@@ -2,6 +2,7 @@
 
 import copy
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
@@ -46,3 +47,28 @@ def test_the_drift_is_the_mean_absolute_sigma_change(synthetic, tmp_path):
         last.bias[0] += 3.0 / last.bias_gain
     record = OracleTrajectory(synthetic, SEEDS, resolution=16)(tmp_path, 1, moved)
     assert record["sigma_drift"] == pytest.approx(3.0, abs=1e-4)
+
+
+def test_an_ensembles_trajectory_logs_the_members_disagreement(tmp_path):
+    from nerfsculpt.finetune.monitor import reward_trajectory
+    from nerfsculpt.generator.builtin import resolve_generator
+    from nerfsculpt.reward.bundle import Extraction, RewardBundle
+    from nerfsculpt.reward.ensemble import RewardEnsemble
+    from nerfsculpt.reward.scoring import score_seeds_members
+    from nerfsculpt.reward.sigma_net import SigmaRewardNet
+    from tests.reward.tiny import SMALL_SLAB, TINY_SIGMA
+
+    G, _ = resolve_generator("tiny-random")
+    nets = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        nets.append(SigmaRewardNet(TINY_SIGMA))
+    bundle = RewardBundle(RewardEnsemble(nets, seeds=[0, 1, 2]).eval(),
+                          Extraction(slab=dataclasses.asdict(SMALL_SLAB)), {})
+    record = reward_trajectory(tmp_path, 0, bundle, G, (5, 6), clamp=10.0)
+    members = score_seeds_members(bundle, G, (5, 6), psi=1.0)  # (3, 2)
+    assert record["traj_reward_mean"] == pytest.approx(float(members.mean()), abs=1e-6)
+    spread = float(members.std(0, correction=0).mean())
+    assert spread > 0 and record["traj_disagreement"] == pytest.approx(spread, abs=1e-6)
+    single = RewardBundle(nets[0].eval(), bundle.extraction, {})
+    assert "traj_disagreement" not in reward_trajectory(tmp_path, 0, single, G, (5, 6), clamp=10.0)

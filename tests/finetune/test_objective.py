@@ -97,3 +97,39 @@ def test_the_standardised_clamp_cuts_at_its_own_boundary(setup):
     for name, grad in batch.items():
         scale = grad.abs().max().item()  # float32 rounding of a batch of two vs one sample: ~1e-5 of the scale
         torch.testing.assert_close(grad, alone[name] / 2, atol=1e-4 * max(scale, 1.0), rtol=0, msg=name)
+
+
+def test_the_ensemble_objectives_against_hand_computed_values(setup):
+    G, G_old, reward, z = setup
+    members = torch.tensor([[1.0, 2.0], [3.0, 6.0]])  # (K, N): means 2, 4; population variances 1, 4
+    expected = {"mean": [2.0, 4.0], "uwo": [2.0 - 0.1 * 1, 4.0 - 0.1 * 4], "wco": [1.0, 2.0]}
+    for objective, values in expected.items():
+        terms = GeometryTerms(tiny_run(reward_objective=objective), reward, G_old)
+        torch.testing.assert_close(terms.combine(members), torch.tensor(values))
+    single = GeometryTerms(tiny_run(reward_objective="wco"), reward, G_old)
+    torch.testing.assert_close(single.combine(members[:1]), members[0])  # one reward is its own worst member
+
+
+def test_an_ensemble_reward_steers_by_its_objective_and_reports_its_spread(setup):
+    from nerfsculpt.reward.ensemble import RewardEnsemble
+    from nerfsculpt.reward.sigma_net import SigmaRewardNet
+    from tests.reward.tiny import TINY_SIGMA
+
+    G, G_old, _, z = setup
+    nets = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        nets.append(SigmaRewardNet(TINY_SIGMA))
+    ensemble = RewardBundle(RewardEnsemble(nets, seeds=[0, 1]), Extraction(slab=dataclasses.asdict(SMALL_SLAB)), {})
+    losses = {}
+    for objective in ("mean", "wco"):
+        terms = GeometryTerms(tiny_run(lambda_c=0.0, reward_objective=objective), ensemble, G_old)
+        loss, stats = terms(G, z)
+        losses[objective] = loss.item()
+        assert stats["spread"].shape == (2,) and bool((stats["spread"] > 0).all())  # seeds 0 and 1 disagree
+    with torch.no_grad():
+        planes = G.planes(terms._ws(G, z, 1.0), noise_mode="const")
+        each = terms.member_rewards(G, planes)  # (K, N)
+    assert each.shape == (2, 2)
+    assert losses["mean"] == pytest.approx(-10 * each.mean(0).mean().item(), rel=1e-5)
+    assert losses["wco"] == pytest.approx(-10 * each.min(0).values.mean().item(), rel=1e-5)

@@ -38,6 +38,8 @@ REWARD_SCALES = ("auto", "off", "calibrate", "on")
 DEFAULT_ALPHAS = (0.25, 0.5, 0.75, 1.0)
 """``finetune interpolate``: the fractions of the fine-tuning step scored by default (alpha = 0, the
 pretrained generator, always is)."""
+REWARD_OBJECTIVES = ("mean", "uwo", "wco")
+"""Choices of ``FinetuneConfig.reward_objective``."""
 EARLY_STOPS = ("off", "oracle", "evaluator")
 """Choices of ``FinetuneConfig.early_stop``."""
 
@@ -79,6 +81,14 @@ class FinetuneConfig:
     clamped at ``reward_clamp_standardised``; 'auto': 'calibrate' if more than half of the tick-0 rewards
     lie beyond the clamp, where raw L_r has no gradient (a reward trained here has an arbitrary offset),
     else 'off' (the released reward runs as in the paper)."""
+    reward_objective: str = "mean"
+    """How L_r combines the members of an ensemble reward (``reward train --ensemble K``; Coste et al. 2023):
+    'mean' of the members, 'uwo' (uncertainty-weighted) mean - ``uwo_beta`` * variance over the members, or
+    'wco' (worst case) the lowest member. Each member is read on the scale ``reward_standardise`` sets from
+    the ensemble's mean. A single reward is its own mean and worst member."""
+    uwo_beta: float = 0.1
+    """Weight of the members' variance in 'uwo' (Coste et al.'s value for RL fine-tuning), in the units L_r
+    reads (the paper's reward scale after 'calibrate')."""
     reward_psi: float = 1.0
     """Truncation of the latents whose sigma slab is rewarded (reference: 1.0)."""
     consistency_psi: float = 0.7
@@ -211,6 +221,11 @@ class FinetuneConfig:
         if self.reward_standardise in ("on", "calibrate") and not self.trajectory_seeds:
             raise FinetuneError(f"reward_standardise {self.reward_standardise!r} needs trajectory seeds (their tick-0 "
                                 f"rewards set the scale)")
+        if self.reward_objective not in REWARD_OBJECTIVES:
+            raise FinetuneError(f"reward_objective must be one of {', '.join(REWARD_OBJECTIVES)}, got "
+                                f"{self.reward_objective!r}")
+        if self.uwo_beta < 0:
+            raise FinetuneError(f"uwo_beta must be >= 0, got {self.uwo_beta}")
         if self.early_stop not in EARLY_STOPS:
             raise FinetuneError(f"early_stop must be one of {', '.join(EARLY_STOPS)}, got {self.early_stop!r}")
         if self.early_stop_patience < 1:

@@ -210,6 +210,8 @@ class FineTuner:
             self._record("reward/train_mean", float(stats["reward"].mean()), len(z))
             self._record("reward/train_clamp_rate", clamp_rate(stats["reward"], self.terms.clamp), len(z))
             self._record("loss/L_r", stats["L_r"], len(z))
+            if "spread" in stats:
+                self._record("reward/train_spread", float(stats["spread"].mean()), len(z))
         if "L_c" in stats:
             self._record("loss/L_c", stats["L_c"], len(z))
         return loss

@@ -1,7 +1,8 @@
 """What a fine-tuning run writes every tick: reward trajectories of fixed seeds, an image grid, a few meshes.
 
 - ``RUN/rewards/tick-<k>.csv``: seed,reward of ``trajectory_seeds`` (300000-300199) scored on G_ema at
-  psi 1, canonical camera, constant noise (the paper's Fig. 8; reference_method.md §5.7);
+  psi 1, canonical camera, constant noise (the paper's Fig. 8; reference_method.md §5.7); with an
+  ensemble reward the log also has ``traj_disagreement``, the mean over seeds of the members' std;
 - ``RUN/images/tick-<k>.png``: G_ema's images of ``image_seeds`` (rows) from the front and at yaw
   -0.5 / +0.5 rad (columns), psi 1, constant noise;
 - ``RUN/meshes/tick-<k>/seed-<s>.ply``: the sigma = 10 surface of ``mesh_seeds`` at psi 0.7 (§7.9);
@@ -36,9 +37,10 @@ def reward_trajectory(run: Path, tick: int, reward: RewardBundle, G_ema: nn.Modu
                       clamp: float, prefix: str = "traj") -> dict[str, Any]:
     """Score ``seeds`` on G_ema at psi 1, write ``rewards/tick-<k>.csv`` (``evaluator/`` for the held-out
     evaluator, ``prefix`` 'eval'); returns summary statistics ``<prefix>_reward_mean``, ..."""
-    from nerfsculpt.reward.scoring import score_seeds
+    from nerfsculpt.reward.scoring import score_seeds_members
 
-    rewards = score_seeds(reward, G_ema, seeds, psi=1.0, batch=4)  # (S,)
+    members = score_seeds_members(reward, G_ema, seeds, psi=1.0, batch=4)  # (K, S)
+    rewards = members.mean(dim=0)  # (S,)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["seed", "reward"])
@@ -51,6 +53,8 @@ def reward_trajectory(run: Path, tick: int, reward: RewardBundle, G_ema: nn.Modu
     stats = {"reward_mean": float(rewards.mean()), "reward_median": float(rewards.median()),
              "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0, "clamp_rate": clamp_rate(rewards, clamp),
              "iqr_mean": float(inliers.mean()), "iqr_std": float(inliers.std()) if len(inliers) > 1 else 0.0}
+    if len(members) > 1:  # the over-optimisation alarm: members disagree where the generator left their data
+        stats["disagreement"] = float(members.std(dim=0, correction=0).mean())
     return {f"{prefix}_{key}": value for key, value in stats.items()}
 
 

@@ -4,7 +4,8 @@ For each latent z, at the canonical camera with constant noise:
 
 - reward: ws at psi ``reward_psi`` (1.0) -> tri-planes (one backbone pass) -> raw sigma on the reward
   slab, decoded in checkpointed chunks (``geometry.sigma.reward_slab(differentiable=True)``) -> the
-  bundle's input transform (min-max 0-100, differentiable, (Z, Y, X)) -> r -> -clamp(r, -10, 10);
+  bundle's input transform (min-max 0-100, differentiable, (Z, Y, X)) -> r (an ensemble: each member's,
+  combined by ``reward_objective``) -> -clamp(r, -10, 10);
 - consistency: ws at psi ``consistency_psi`` (0.7) -> tri-planes (shared with the reward's when the two
   psi are equal) -> raw sigma on the full 64^3 cube of the live G and of the frozen pretrained G_ema
   -> mean |difference|.
@@ -86,14 +87,25 @@ class GeometryTerms:
         c = canonical_camera(device=z.device).expand(len(z), -1)  # (N, 25)
         return G.mapping(z, c, truncation_psi=psi, truncation_cutoff=self.config.truncation_cutoff)
 
-    def rewards(self, G: nn.Module, planes: Tensor) -> Tensor:  # [N, 3, C, H, W] -> [N], differentiable
-        """The reward of each latent's sigma slab, with gradients to the planes and G's decoder."""
+    def member_rewards(self, G: nn.Module, planes: Tensor) -> Tensor:  # [N, 3, C, H, W] -> [K, N], differentiable
+        """Each reward member's score of each latent's sigma slab (K = 1 for a single reward), with gradients
+        to the planes and G's decoder."""
         ext = self.reward.extraction
         dtype = sigma_autocast_dtype(self.config.sigma_autocast, planes.device)
         slab = reward_slab(G, None, self.spec, chunk_points=self.config.chunk_points, differentiable=True,
                            checkpoint=True, eg3d_grid=ext.eg3d_grid, autocast_dtype=dtype, planes=planes)
         # slab: (N, X, Y, Z) raw sigma
-        return self.reward.model(self.reward.prepare_slabs(slab)).reshape(len(planes))  # (N,)
+        return self.reward.member_rewards(self.reward.prepare_slabs(slab)).reshape(-1, len(planes))  # (K, N)
+
+    def combine(self, members: Tensor) -> Tensor:  # [K, N] scaled rewards -> [N]
+        """The ensemble objective ``reward_objective``: mean, mean - beta * variance (uwo), or min (wco)."""
+        objective = self.config.reward_objective
+        if objective == "wco":
+            return members.min(dim=0).values
+        mean = members.mean(dim=0)
+        if objective == "uwo":
+            return mean - self.config.uwo_beta * members.var(dim=0, correction=0)
+        return mean
 
     def __call__(self, G: nn.Module, z: Tensor) -> tuple[Tensor, dict[str, Any]]:
         """(lambda_r L_r + lambda_c L_c, statistics) for latents ``z`` [N, z_dim] of the live generator ``G``."""
@@ -104,10 +116,13 @@ class GeometryTerms:
         planes = None
         if cfg.lambda_r > 0:
             planes = G.planes(self._ws(G, z, cfg.reward_psi), noise_mode=noise)  # (N, 3, C, H, W)
-            rewards = self.scaled(self.rewards(G, planes))
+            members = self.scaled(self.member_rewards(G, planes))  # (K, N)
+            rewards = self.combine(members)  # (N,)
             loss_r = clamped_reward_loss(rewards, cfg.lambda_r, self.clamp)
             loss = loss + loss_r
             stats.update(reward=rewards.detach(), L_r=float(loss_r.detach()) / cfg.lambda_r)
+            if len(members) > 1:
+                stats["spread"] = members.detach().std(dim=0, correction=0)  # (N,) the members' disagreement
         if cfg.lambda_c > 0:
             if planes is None or cfg.consistency_psi != cfg.reward_psi:
                 planes = G.planes(self._ws(G, z, cfg.consistency_psi), noise_mode="const")  # (N, 3, C, H, W)

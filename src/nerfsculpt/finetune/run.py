@@ -106,6 +106,9 @@ def finetune(config: FinetuneConfig, generator: str, reward_path: str | Path | N
     start = load_start(generator, device, config.discriminator)
     reward = load_reward(reward_path, device) if reward_path is not None else None
     evaluator = load_reward(config.evaluator, device) if config.evaluator is not None else None
+    if reward is not None and reward.members == 1 and config.reward_objective != "mean":
+        log.warning("reward_objective %r on a single reward network is its plain reward; train an ensemble with "
+                    "'nerfsculpt reward train --ensemble K'", config.reward_objective)
     for bundle in (reward, evaluator):
         if bundle is not None and not allow_reward_mismatch:
             try:
