@@ -36,7 +36,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     --preset synthetic is the recipe for the built-in synthetic generator on a CPU (minutes): 100
     iterations at batch 4, G lr 2.5e-4, no density regulariser, G_ema half-life 0.1 kimg, the reward
-    standardised and clamped at 2 std, a 32^3 consistency cube, data-free reals, 64 trajectory seeds.
+    calibrated to the paper's reward scale (clamp 10), a 32^3 consistency cube, data-free reals, 64
+    trajectory seeds.
     Options given explicitly override a preset's values.
 
     Real images for the discriminator: --data ZIP (EG3D dataset: PNGs + dataset.json with 25-number

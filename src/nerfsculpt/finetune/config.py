@@ -277,13 +277,13 @@ def synthetic_preset(config: FinetuneConfig) -> FinetuneConfig:
     trajectory seeds; G lr 2.5e-4 and no density regulariser, because that generator was fitted to
     procedural heads without EG3D's regulariser and away from a GAN equilibrium: at the paper's lr or
     with the regulariser the control run alone reshapes its geometry; G_ema half-life 0.1 kimg (25
-    iterations) so that G_ema follows within the run; the reward standardised (a reward trained here
-    has an arbitrary offset) and clamped at 2 std; a 32^3 consistency cube. Real images data-free
-    unless a dataset is given.
+    iterations) so that G_ema follows within the run; the reward calibrated to the paper's reward scale
+    (a reward trained here has an arbitrary offset) and clamped at 10 as the paper's; a 32^3
+    consistency cube. Real images data-free unless a dataset is given.
     """
     return dataclasses.replace(
         config, kimg=0.4, batch=4, tick_kimg=0.1, snapshot_ticks=2, g_lr=2.5e-4, density_reg=0.0, ema_kimg=0.1,
-        reward_standardise="on", reward_clamp_standardised=2.0, consistency_resolution=32,
+        reward_standardise="calibrate", consistency_resolution=32,
         trajectory_seeds=tuple(range(300000, 300064)), data_free=config.data is None,
         extra={**config.extra, "preset": "synthetic"},
     )
