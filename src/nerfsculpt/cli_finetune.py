@@ -88,7 +88,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 _CONFIG_OPTIONS = (
     "kimg", "batch", "micro_batch", "seed", "lambda_r", "lambda_c", "reward_clamp", "reward_clamp_standardised",
-    "reward_standardise", "reward_objective", "uwo_beta",
+    "reward_standardise", "reward_objective", "uwo_beta", "reward_grad_clip",
     "reward_psi", "consistency_psi",
     "consistency_resolution", "truncation_cutoff", "reward_step", "reward_lr", "chunk_points", "sigma_autocast",
     "reward_checkpointing",
@@ -204,6 +204,8 @@ def add_finetune_command(subparsers, common: argparse.ArgumentParser) -> None:
     option(guard, "reward_objective", "how L_r combines an ensemble reward's members (reward train --ensemble): "
            "their mean, 'uwo' mean - --uwo-beta * variance, or 'wco' the lowest member", choices=REWARD_OBJECTIVES)
     option(guard, "uwo_beta", "weight of the members' variance in 'uwo', in the units L_r reads", type=float)
+    option(guard, "reward_grad_clip", "clip the L2 norm of lambda_r L_r's gradient over G's weights per iteration "
+           "(logged before clipping as reward/grad_norm); default no clipping (the paper)", type=float)
     option(guard, "evaluator", "a reward the run does not optimise (e.g. trained on held-out questions), scored on "
            "the trajectory seeds every tick as a held-out judge (RUN/evaluator/)", metavar="BUNDLE")
     option(guard, "early_stop", "stop when a held-out judge has not improved for --early-stop-patience ticks: the "

@@ -16,10 +16,10 @@ def _grads_of_phase(tuner, phase: str) -> list[torch.Tensor]:
 
     tuner._step = capture
     tuner._reals = tuner._real_batch()
-    loss_fn = {"Dreg": tuner._dreg_loss, "Greg": tuner._greg_loss}[phase]
+    loss_fn = {"Dreg": tuner._dreg_loss, "Greg": tuner._greg_loss, "Gmain": tuner._gmain_loss}[phase]
     module = tuner.D if phase == "Dreg" else tuner.G
     optimizer = tuner.optimizers["D" if phase == "Dreg" else "G"]
-    gain = {"Dreg": tuner.config.d_reg_interval, "Greg": tuner.config.g_reg_interval}[phase]
+    gain = {"Dreg": tuner.config.d_reg_interval, "Greg": tuner.config.g_reg_interval, "Gmain": 1}[phase]
     tuner._phase(phase, module, optimizer, loss_fn, gain if tuner.config.lazy_gain else 1)
     return captured
 
@@ -89,3 +89,24 @@ def test_repeated_non_finite_steps_abort_with_a_clear_error():
     with pytest.raises(FinetuneError, match="2 consecutive steps had NaN/Inf"):
         for _ in range(2):
             tuner.iteration()
+
+
+@pytest.mark.parametrize("micro_batch", [None, 2])
+def test_the_reward_gradient_is_clipped_to_its_norm_and_only_it(micro_batch):
+    """Gmain's gradient = GAN + L_c + lambda_r L_r; the clip scales the last part alone to the given norm
+    (summed over the phase's micro-batches), leaves it whole when its norm is smaller, and is logged."""
+    def grads(**changes):
+        return torch.cat([g.flatten() for g in _grads_of_phase(
+            make_tuner(tiny_run(micro_batch=micro_batch, **changes), Fullness()), "Gmain")])
+
+    full, without = grads(), grads(lambda_r=0.0)
+    reward_part = full - without
+    norm = float(torch.linalg.vector_norm(reward_part))
+    assert norm > 0
+    torch.testing.assert_close(grads(reward_grad_clip=1e9), full, rtol=1e-5, atol=1e-7)  # no clip in effect
+    clipped = grads(reward_grad_clip=norm / 4) - without
+    assert float(torch.linalg.vector_norm(clipped)) == pytest.approx(norm / 4, rel=1e-4)
+    torch.testing.assert_close(clipped, reward_part / 4, rtol=1e-3, atol=1e-8)  # same direction
+    tuner = make_tuner(tiny_run(micro_batch=micro_batch, reward_grad_clip=norm / 4), Fullness())
+    _grads_of_phase(tuner, "Gmain")
+    assert tuner.tick_means()["reward/grad_norm"] == pytest.approx(norm, rel=1e-4)

@@ -89,6 +89,11 @@ class FinetuneConfig:
     uwo_beta: float = 0.1
     """Weight of the members' variance in 'uwo' (Coste et al.'s value for RL fine-tuning), in the units L_r
     reads (the paper's reward scale after 'calibrate')."""
+    reward_grad_clip: float | None = None
+    """Clip the L2 norm of lambda_r L_r's gradient over G's parameters, per iteration and process, at this value
+    before it joins the GAN and consistency gradients; None = no clipping (the paper). With Adam, a reward
+    gradient much larger than the others sets every weight's step alone; the norm before clipping is logged
+    as ``reward/grad_norm``."""
     reward_psi: float = 1.0
     """Truncation of the latents whose sigma slab is rewarded (reference: 1.0)."""
     consistency_psi: float = 0.7
@@ -224,6 +229,8 @@ class FinetuneConfig:
         if self.reward_objective not in REWARD_OBJECTIVES:
             raise FinetuneError(f"reward_objective must be one of {', '.join(REWARD_OBJECTIVES)}, got "
                                 f"{self.reward_objective!r}")
+        if self.reward_grad_clip is not None and not self.reward_grad_clip > 0:
+            raise FinetuneError(f"reward_grad_clip must be > 0 (or unset), got {self.reward_grad_clip}")
         if self.uwo_beta < 0:
             raise FinetuneError(f"uwo_beta must be >= 0, got {self.uwo_beta}")
         if self.early_stop not in EARLY_STOPS:

@@ -104,6 +104,8 @@ class FineTuner:
         self._tick_sums: dict[str, float] = defaultdict(float)
         self._tick_counts: dict[str, int] = defaultdict(int)
         self._reals: list[tuple[Tensor, Tensor]] | None = None  # this iteration's real micro-batches (D phases)
+        self._reward_grads: list[Tensor | None] | None = None  # lambda_r L_r's gradient of a phase (reward_grad_clip)
+        self._micro_share = 1.0  # the weight of one micro-batch in its phase (gain / micro-batches)
 
     # ------------------------------------------------------------------ bookkeeping
     def optimizer_settings(self) -> dict[str, dict[str, Any]]:
@@ -188,12 +190,25 @@ class FineTuner:
         draws = self._draws(name)
         batches = self._micro_batches(draws)
         losses = []
+        self._micro_share = gain / len(batches)
         for k, (z, c) in enumerate(batches):
             loss = loss_fn(z, c, draws, k)
-            (loss * (gain / len(batches))).backward()
+            (loss * self._micro_share).backward()
             losses.append(loss.detach())
         module.requires_grad_(False)
+        if self._reward_grads is not None:
+            self._add_clipped_reward_gradient()
         self._step(name, optimizer, module, losses)
+
+    def _add_clipped_reward_gradient(self) -> None:
+        """Add the phase's lambda_r L_r gradient to G's, its L2 norm clipped at ``reward_grad_clip`` (this process)."""
+        grads, self._reward_grads = self._reward_grads, None
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads if g is not None]))
+        self._record("reward/grad_norm", float(norm))
+        scale = min(1.0, self.config.reward_grad_clip / (float(norm) + 1e-12))
+        for p, g in zip(self.G.parameters(), grads, strict=True):
+            if g is not None:
+                p.grad = g * scale if p.grad is None else p.grad.add_(g, alpha=scale)
 
     # ------------------------------------------------------------------ the phases
     def _gmain_loss(self, z: Tensor, c: Tensor, draws: Draws, k: int) -> Tensor:
@@ -205,7 +220,19 @@ class FineTuner:
         return loss
 
     def _geometry_loss(self, z: Tensor) -> Tensor:
+        """lambda_r L_r + lambda_c L_c of a micro-batch; with ``reward_grad_clip`` the L_r part's gradient is
+        taken here and set aside (added, clipped, after the phase's micro-batches) and only L_c is returned."""
         loss, stats = self.terms(self.G, z)
+        if self.config.reward_grad_clip is not None and "loss_r" in stats:
+            params = list(self.G.parameters())
+            grads = torch.autograd.grad(stats["loss_r"] * self._micro_share, params, retain_graph=True,
+                                        allow_unused=True)  # planes may be shared with L_c: keep the graph
+            if self._reward_grads is None:
+                self._reward_grads = list(grads)
+            else:
+                self._reward_grads = [a if b is None else b if a is None else a + b
+                                      for a, b in zip(self._reward_grads, grads, strict=True)]
+            loss = stats.get("loss_c", loss.new_zeros(()))
         if "reward" in stats:
             self._record("reward/train_mean", float(stats["reward"].mean()), len(z))
             self._record("reward/train_clamp_rate", clamp_rate(stats["reward"], self.terms.clamp), len(z))

@@ -18,6 +18,7 @@ Example::
 
     terms = GeometryTerms(config, bundle, G_old)
     loss, stats = terms(G, z)        # z [N, z_dim] -> scalar loss, {'reward': [N], 'L_r': .., 'L_c': ..}
+                                     # (+ the weighted terms 'loss_r', 'loss_c' as tensors with their graphs)
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class GeometryTerms:
             rewards = self.combine(members)  # (N,)
             loss_r = clamped_reward_loss(rewards, cfg.lambda_r, self.clamp)
             loss = loss + loss_r
-            stats.update(reward=rewards.detach(), L_r=float(loss_r.detach()) / cfg.lambda_r)
+            stats.update(reward=rewards.detach(), L_r=float(loss_r.detach()) / cfg.lambda_r, loss_r=loss_r)
             if len(members) > 1:
                 stats["spread"] = members.detach().std(dim=0, correction=0)  # (N,) the members' disagreement
         if cfg.lambda_c > 0:
@@ -134,5 +135,5 @@ class GeometryTerms:
             old = old.clone()  # a normal tensor: sigma_grid ran in inference mode
             loss_c = sigma_consistency_loss(new, old, cfg.lambda_c)
             loss = loss + loss_c
-            stats["L_c"] = float(loss_c.detach()) / cfg.lambda_c
+            stats.update(L_c=float(loss_c.detach()) / cfg.lambda_c, loss_c=loss_c)
         return loss, stats
