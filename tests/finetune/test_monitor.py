@@ -50,7 +50,7 @@ def test_the_drift_is_the_mean_absolute_sigma_change(synthetic, tmp_path):
 
 
 def test_an_ensembles_trajectory_logs_the_members_disagreement(tmp_path):
-    from nerfsculpt.finetune.monitor import reward_trajectory
+    from nerfsculpt.finetune.monitor import inlier_stats, reward_trajectory
     from nerfsculpt.generator.builtin import resolve_generator
     from nerfsculpt.reward.bundle import Extraction, RewardBundle
     from nerfsculpt.reward.ensemble import RewardEnsemble
@@ -68,7 +68,13 @@ def test_an_ensembles_trajectory_logs_the_members_disagreement(tmp_path):
     record = reward_trajectory(tmp_path, 0, bundle, G, (5, 6), clamp=10.0)
     members = score_seeds_members(bundle, G, (5, 6), psi=1.0)  # (3, 2)
     assert record["traj_reward_mean"] == pytest.approx(float(members.mean()), abs=1e-6)
-    spread = float(members.std(0, correction=0).mean())
-    assert spread > 0 and record["traj_disagreement"] == pytest.approx(spread, abs=1e-6)
+    own = [inlier_stats(m) for m in members]
+    assert record["traj_member_iqr_mean"] == pytest.approx([m for m, _ in own])
+    z = (members - torch.tensor([m for m, _ in own])[:, None]) / torch.tensor([s for _, s in own])[:, None]
+    spread = float(z.std(0, correction=0).mean())  # each member in its own std units: offsets do not count
+    assert spread > 0 and record["traj_disagreement"] == pytest.approx(spread, abs=1e-5)
+    shifted = reward_trajectory(tmp_path, 1, bundle, G, (5, 6), clamp=10.0,
+                                member_baseline=([m + 1 for m, _ in own], [s for _, s in own]))
+    assert shifted["traj_disagreement"] > 0  # against a fixed baseline the members' gap shows
     single = RewardBundle(nets[0].eval(), bundle.extraction, {})
     assert "traj_disagreement" not in reward_trajectory(tmp_path, 0, single, G, (5, 6), clamp=10.0)

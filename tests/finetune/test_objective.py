@@ -133,3 +133,16 @@ def test_an_ensemble_reward_steers_by_its_objective_and_reports_its_spread(setup
     assert each.shape == (2, 2)
     assert losses["mean"] == pytest.approx(-10 * each.mean(0).mean().item(), rel=1e-5)
     assert losses["wco"] == pytest.approx(-10 * each.min(0).values.mean().item(), rel=1e-5)
+
+
+def test_each_member_is_calibrated_on_its_own_tick_0_scale(setup):
+    """Members of a Bradley-Terry ensemble differ by offsets and scales; lists of (mean, std) remove them."""
+    G, G_old, reward, z = setup
+    terms = GeometryTerms(tiny_run(reward_standardise="calibrate"), reward, G_old)
+    terms.baseline = ([0.0, 10.0], [1.0, 2.0])
+    members = torch.tensor([[1.0, 2.0], [12.0, 14.0]])  # both members: 1 and 2 std above their own means
+    expected = 5.76 + 2.32 * torch.tensor([[1.0, 2.0], [1.0, 2.0]])
+    torch.testing.assert_close(terms.scaled(members), expected)
+    terms.baseline = (5.0, 2.0)  # one reward: a scalar baseline, rewards [N] or [1, N]
+    torch.testing.assert_close(terms.scaled(torch.tensor([7.0])), torch.tensor([5.76 + 2.32]))
+    torch.testing.assert_close(terms.scaled(torch.tensor([[7.0]])), torch.tensor([[5.76 + 2.32]]))

@@ -281,3 +281,24 @@ def test_a_held_out_evaluator_is_scored_every_tick(tiny_reward_path, tmp_path):
     assert all(t["eval_reward_mean"] == pytest.approx(t["traj_reward_mean"]) for t in ticks)  # the same bundle here
     assert sorted(p.name for p in (tmp_path / "run" / "evaluator").iterdir())[-1] == "tick-000002.csv"
     assert summary["best"]["key"] == "eval_reward_mean" and (tmp_path / "run" / "best" / "config.json").is_file()
+
+
+def test_an_ensemble_reward_is_calibrated_member_by_member(tmp_path):
+    from nerfsculpt.reward.bundle import Extraction, save_bundle
+    from nerfsculpt.reward.ensemble import RewardEnsemble
+    from nerfsculpt.reward.sigma_net import SigmaRewardNet
+    from tests.reward.tiny import SMALL_SLAB, TINY_SIGMA
+
+    nets = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        nets.append(SigmaRewardNet(TINY_SIGMA))
+    bundle = save_bundle(tmp_path / "ensemble", RewardEnsemble(nets, seeds=[0, 1]),
+                         Extraction(slab=dataclasses.asdict(SMALL_SLAB)))
+    config = tiny_run(reward_standardise="calibrate", reward_objective="wco", trajectory_seeds=(300000, 300001, 300002))
+    finetune(config, "tiny-random", bundle, tmp_path / "run", CPU, progress=False)
+    ticks = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    state = json.loads((latest_snapshot(tmp_path / "run") / "state.json").read_text())
+    assert state["reward_baseline"] == [ticks[0]["traj_member_iqr_mean"], ticks[0]["traj_member_iqr_std"]]
+    assert len(state["reward_baseline"][0]) == 2 and all(t["traj_disagreement"] >= 0 for t in ticks)
+    assert "reward/train_spread" in ticks[1]

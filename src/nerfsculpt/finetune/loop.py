@@ -328,14 +328,19 @@ class FineTuner:
         if self.state.reward_baseline is not None:
             self.terms.baseline = tuple(self.state.reward_baseline)
 
-    def set_reward_baseline(self, mean: float, std: float) -> None:
-        """Standardise the reward in L_r from now on: (r - mean) / std (the same on every process)."""
-        values = torch.tensor([mean, std], dtype=torch.float64) * (self.rank == 0)  # rank 0's, on every rank
-        mean, std = all_reduce_sum(values).tolist()
-        if not std > 0:
-            raise FinetuneError(f"the trajectory seeds' rewards have std {std}; reward_standardise cannot scale them")
-        self.state.reward_baseline = [mean, std]
-        self.terms.baseline = (mean, std)
+    def set_reward_baseline(self, mean: float | list[float], std: float | list[float]) -> None:
+        """Standardise the reward in L_r from now on: (r - mean) / std (the same on every process); lists give
+        an ensemble's members one (mean, std) each."""
+        per_member = isinstance(mean, list)
+        means, stds = (mean, std) if per_member else ([mean], [std])
+        values = torch.tensor([*means, *stds], dtype=torch.float64) * (self.rank == 0)  # rank 0's, on every rank
+        values = all_reduce_sum(values).tolist()
+        means, stds = values[: len(means)], values[len(means) :]
+        if not all(s > 0 for s in stds):
+            raise FinetuneError(f"the trajectory seeds' rewards have std {stds}; reward_standardise cannot scale them")
+        baseline = (means, stds) if per_member else (means[0], stds[0])
+        self.state.reward_baseline = list(baseline)
+        self.terms.baseline = baseline
 
 
 def run_loop(tuner: FineTuner, on_tick, progress: bool = True) -> RunState:

@@ -2,7 +2,8 @@
 
 - ``RUN/rewards/tick-<k>.csv``: seed,reward of ``trajectory_seeds`` (300000-300199) scored on G_ema at
   psi 1, canonical camera, constant noise (the paper's Fig. 8; reference_method.md §5.7); with an
-  ensemble reward the log also has ``traj_disagreement``, the mean over seeds of the members' std;
+  ensemble reward the log also has ``traj_disagreement``, the mean over seeds of the members' std, each
+  member in units of its own tick-0 std;
 - ``RUN/images/tick-<k>.png``: G_ema's images of ``image_seeds`` (rows) from the front and at yaw
   -0.5 / +0.5 rad (columns), psi 1, constant noise;
 - ``RUN/meshes/tick-<k>/seed-<s>.ply``: the sigma = 10 surface of ``mesh_seeds`` at psi 0.7 (§7.9);
@@ -33,10 +34,23 @@ GRID_YAWS = (0.0, -0.5, 0.5)
 MESH_PSI = 0.7
 
 
+def inlier_stats(values: torch.Tensor) -> tuple[float, float]:  # [S] -> (mean, std)
+    """Mean and std of the values within 1.5 IQR of the quartiles (the reference's ``normalise_scalar_rwd``)."""
+    q1, q3 = torch.quantile(values, torch.tensor([0.25, 0.75])).tolist()
+    inliers = values[(values >= q1 - 1.5 * (q3 - q1)) & (values <= q3 + 1.5 * (q3 - q1))]
+    return float(inliers.mean()), float(inliers.std()) if len(inliers) > 1 else 0.0
+
+
 def reward_trajectory(run: Path, tick: int, reward: RewardBundle, G_ema: nn.Module, seeds: tuple[int, ...],
-                      clamp: float, prefix: str = "traj") -> dict[str, Any]:
+                      clamp: float, prefix: str = "traj",
+                      member_baseline: tuple[list[float], list[float]] | None = None) -> dict[str, Any]:
     """Score ``seeds`` on G_ema at psi 1, write ``rewards/tick-<k>.csv`` (``evaluator/`` for the held-out
-    evaluator, ``prefix`` 'eval'); returns summary statistics ``<prefix>_reward_mean``, ..."""
+    evaluator, ``prefix`` 'eval'); returns summary statistics ``<prefix>_reward_mean``, ...
+
+    For an ensemble also each member's inlier mean and std (``member_iqr_mean``/``_std``: the per-member
+    calibration at tick 0) and ``disagreement``: the members' std per seed, averaged over the seeds, with
+    each member in units of its own ``member_baseline`` (tick 0's; this tick's when not given). Members of a
+    Bradley-Terry ensemble differ by arbitrary offsets and scales, which this removes."""
     from nerfsculpt.reward.scoring import score_seeds_members
 
     members = score_seeds_members(reward, G_ema, seeds, psi=1.0, batch=4)  # (K, S)
@@ -48,13 +62,16 @@ def reward_trajectory(run: Path, tick: int, reward: RewardBundle, G_ema: nn.Modu
     folder = run / ("rewards" if prefix == "traj" else "evaluator")
     folder.mkdir(exist_ok=True)
     write_atomic(folder / f"tick-{tick:06d}.csv", text.getvalue().encode())
-    q1, q3 = torch.quantile(rewards, torch.tensor([0.25, 0.75])).tolist()
-    inliers = rewards[(rewards >= q1 - 1.5 * (q3 - q1)) & (rewards <= q3 + 1.5 * (q3 - q1))]
+    iqr_mean, iqr_std = inlier_stats(rewards)
     stats = {"reward_mean": float(rewards.mean()), "reward_median": float(rewards.median()),
              "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0, "clamp_rate": clamp_rate(rewards, clamp),
-             "iqr_mean": float(inliers.mean()), "iqr_std": float(inliers.std()) if len(inliers) > 1 else 0.0}
+             "iqr_mean": iqr_mean, "iqr_std": iqr_std}
     if len(members) > 1:  # the over-optimisation alarm: members disagree where the generator left their data
-        stats["disagreement"] = float(members.std(dim=0, correction=0).mean())
+        own = [inlier_stats(m) for m in members]
+        stats["member_iqr_mean"], stats["member_iqr_std"] = [m for m, _ in own], [s for _, s in own]
+        means, stds = member_baseline or (stats["member_iqr_mean"], stats["member_iqr_std"])
+        z = (members - torch.tensor(means)[:, None]) / torch.tensor(stds).clamp_min(1e-12)[:, None]  # (K, S)
+        stats["disagreement"] = float(z.std(dim=0, correction=0).mean())
     return {f"{prefix}_{key}": value for key, value in stats.items()}
 
 

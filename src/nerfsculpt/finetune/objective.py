@@ -54,7 +54,8 @@ class GeometryTerms:
         self.config = config
         self.reward = reward
         self.G_old = G_old.eval().requires_grad_(False)
-        self.baseline: tuple[float, float] | None = None  # tick-0 (mean, std) of reward_standardise; None = raw r
+        self.baseline: tuple[Any, Any] | None = None  # tick-0 (mean, std) of reward_standardise, floats or one per
+        # ensemble member (lists); None = raw r
         if reward is not None:
             reward.model.eval().requires_grad_(False)
             if hasattr(reward.model, "checkpointing"):
@@ -72,11 +73,13 @@ class GeometryTerms:
         """The clamp of L_r: ``reward_clamp_standardised`` on standardised rewards, else ``reward_clamp``."""
         return self.config.reward_clamp_standardised if self.standardised else self.config.reward_clamp
 
-    def scaled(self, rewards: Tensor) -> Tensor:  # [N] -> [N]
+    def scaled(self, rewards: Tensor) -> Tensor:  # [N] or [K, N] (members) -> same shape
         """The rewards L_r reads: raw until a baseline is set, then standardised or calibrated to the paper's scale."""
         if self.baseline is None:
             return rewards
-        mean, std = self.baseline
+        mean, std = (torch.as_tensor(v, dtype=rewards.dtype, device=rewards.device) for v in self.baseline)
+        if mean.ndim == 1:  # one (mean, std) per member: rewards [K, N], each member on its own tick-0 scale
+            mean, std = mean[:, None], std[:, None]  # (K, 1)
         z = (rewards - mean) / std
         return z if self.standardised else PAPER_REWARD_MEAN + PAPER_REWARD_STD * z
 

@@ -106,6 +106,10 @@ def finetune(config: FinetuneConfig, generator: str, reward_path: str | Path | N
     start = load_start(generator, device, config.discriminator)
     reward = load_reward(reward_path, device) if reward_path is not None else None
     evaluator = load_reward(config.evaluator, device) if config.evaluator is not None else None
+    if reward is not None and reward.members > 1 and config.reward_objective != "mean" and (
+            config.reward_standardise == "off"):
+        log.warning("reward_objective %r compares the members' raw rewards (reward_standardise off), whose offsets "
+                    "are arbitrary; pass --reward-standardise calibrate", config.reward_objective)
     if reward is not None and reward.members == 1 and config.reward_objective != "mean":
         log.warning("reward_objective %r on a single reward network is its plain reward; train an ensemble with "
                     "'nerfsculpt reward train --ensemble K'", config.reward_objective)
@@ -214,7 +218,10 @@ def _tick_record(tuner: FineTuner, tick: int, reward: RewardBundle | None, run: 
     if tuner.rank != 0:
         return record
     if reward is not None and cfg.trajectory_seeds:
-        record.update(reward_trajectory(run, tick, reward, tuner.G_ema, cfg.trajectory_seeds, cfg.reward_clamp))
+        baseline = tuner.state.reward_baseline
+        per_member = baseline if baseline is not None and isinstance(baseline[0], list) else None
+        record.update(reward_trajectory(run, tick, reward, tuner.G_ema, cfg.trajectory_seeds, cfg.reward_clamp,
+                                        member_baseline=per_member))
     if cfg.image_seeds:
         image_grid(run, tick, tuner.G_ema, cfg.image_seeds)
     if cfg.mesh_seeds:
@@ -281,13 +288,19 @@ def _choose_reward_scale(tuner: FineTuner, config: FinetuneConfig, rank: int) ->
     beyond = (f"{100 * clamped:.0f} % of the trajectory seeds' tick-0 rewards are beyond the clamp "
               f"+-{config.reward_clamp:g}")
     if setting in ("on", "calibrate") or (setting == "auto" and clamped > 0.5):
-        tuner.set_reward_baseline(first.get("traj_iqr_mean", 0.0), first.get("traj_iqr_std", 0.0))
-        mean, std = tuner.state.reward_baseline
+        k = tuner.terms.reward.members
+        if k > 1:  # each member on its own scale: their offsets are arbitrary
+            tuner.set_reward_baseline(first.get("traj_member_iqr_mean", [0.0] * k),
+                                      first.get("traj_member_iqr_std", [0.0] * k))
+        else:
+            tuner.set_reward_baseline(first.get("traj_iqr_mean", 0.0), first.get("traj_iqr_std", 0.0))
+        mean, std = (", ".join(f"{v:.4g}" for v in x) if isinstance(x, list) else f"{x:.4g}"
+                     for x in tuner.state.reward_baseline)
         if tuner.terms.standardised:
-            log.info("%s; L_r reads (r - %.4g) / %.4g, clamped to +-%g std (reward_standardise %s)", beyond, mean, std,
+            log.info("%s; L_r reads (r - %s) / %s, clamped to +-%g std (reward_standardise %s)", beyond, mean, std,
                      config.reward_clamp_standardised, setting)
         else:
-            log.info("%s; L_r reads %g + %g * (r - %.4g) / %.4g, the paper's reward scale, clamped to +-%g "
+            log.info("%s; L_r reads %g + %g * (r - %s) / %s, the paper's reward scale, clamped to +-%g "
                      "(reward_standardise %s)", beyond, PAPER_REWARD_MEAN, PAPER_REWARD_STD, mean, std,
                      config.reward_clamp, setting)
     elif clamped > 0.5:
