@@ -34,7 +34,8 @@ def test_presets_keep_the_settings_given_explicitly():
     synthetic = apply_preset("synthetic", FinetuneConfig(kimg=0.2, lambda_r=0), keep={"kimg", "lambda_r"})
     assert (synthetic.kimg, synthetic.lambda_r, synthetic.batch, synthetic.g_lr, synthetic.density_reg) == (
         0.2, 0, 4, 2.5e-4, 0.0)
-    assert synthetic.data_free and synthetic.reward_standardise == "calibrate" and synthetic.extra["preset"] == "synthetic"
+    assert synthetic.data_free and synthetic.reward_standardise == "calibrate"
+    assert synthetic.extra["preset"] == "synthetic"
     synthetic.validate()
     with_data = apply_preset("synthetic", FinetuneConfig(data="d.zip"), keep={"data"})
     assert not with_data.data_free and with_data.data == "d.zip"
