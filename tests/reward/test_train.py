@@ -139,3 +139,11 @@ def test_tensorboard_events_are_written_beside_the_jsonl_log(tmp_path):
     events.Reload()
     assert {"train/total", "train/scalar", "val/val_loss"} <= set(events.Tags()["scalars"])
     assert len(events.Scalars("train/total")) == len((tmp_path / "log.jsonl").read_text().splitlines()) - 1
+
+
+def test_the_table_keeps_its_columns_apart_for_large_counts():
+    cell = {"accuracy": 0.953, "correct": 8577, "n": 9000, "ci95": [0.937, 0.966]}
+    result = {"accuracy": {"all_pairs/scalar": cell, "regular_only/scalar": {**cell, "n": 300, "accuracy": 0.86}}}
+    row = format_table({"test": result}).splitlines()[1]
+    assert "n=9000 0.860" in row and row.split() == ["test", "scalar", "0.953", "[0.937,", "0.966]", "n=9000",
+                                                       "0.860", "[0.937,", "0.966]", "n=300"]

@@ -263,7 +263,7 @@ def evaluate(net: nn.Module, lists: Sequence[RankedList], source: InputSource, w
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:
     """Table-1 style text: accuracy (95 % CI) on all pairs and regular-only pairs, per split and head."""
-    lines = [f"{'split':<8}{'head':<11}{'all pairs':>26}{'regular only':>26}"]
+    lines = [f"{'split':<8}{'head':<11}{'all pairs':>29}{'regular only':>29}"]
     for split, result in results.items():
         for head in (h for h in HEADS if f"all_pairs/{h}" in result["accuracy"]):
             cells = []
@@ -271,7 +271,7 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
                 a = result["accuracy"][f"{subset}/{head}"]
                 cells.append("-" if a["accuracy"] is None else
                              f"{a['accuracy']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}] n={a['n']}")
-            lines.append(f"{split:<8}{head:<11}{cells[0]:>26}{cells[1]:>26}")
+            lines.append(f"{split:<8}{head:<11} {cells[0]:>28} {cells[1]:>28}")  # a space even past n = 999
     return "\n".join(lines)
 
 
