@@ -145,5 +145,5 @@ def test_the_table_keeps_its_columns_apart_for_large_counts():
     cell = {"accuracy": 0.953, "correct": 8577, "n": 9000, "ci95": [0.937, 0.966]}
     result = {"accuracy": {"all_pairs/scalar": cell, "regular_only/scalar": {**cell, "n": 300, "accuracy": 0.86}}}
     row = format_table({"test": result}).splitlines()[1]
-    assert "n=9000 0.860" in row and row.split() == ["test", "scalar", "0.953", "[0.937,", "0.966]", "n=9000",
+    assert row.split() == ["test", "scalar", "0.953", "[0.937,", "0.966]", "n=9000",
                                                        "0.860", "[0.937,", "0.966]", "n=300"]
