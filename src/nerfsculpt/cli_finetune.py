@@ -24,6 +24,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         nerfsculpt finetune ... --out runs/tune --resume  # continue from RUN/latest.json
         nerfsculpt finetune ... --dry-run                 # print the configuration and batch arithmetic, exit
         torchrun --nproc_per_node=4 -m nerfsculpt finetune --generator ffhq512-128.pkl ...   # 4 GPUs
+        nerfsculpt finetune compare runs/tune runs/control     # synthetic benchmark: the oracle's verdict
+        nerfsculpt finetune interpolate runs/tune               # G_alpha between G_0 and G, each scored
 
     Defaults are the paper's: batch 16, 20 kimg (1,250 iterations), R1 gamma 20, lambda_r 10 with the
     reward clamped to [-10, 10], lambda_c 0.01 on the 64^3 sigma cube (psi 0.7) against the frozen
