@@ -6,16 +6,12 @@ import pytest
 
 from nerfsculpt.cli import main
 from nerfsculpt.reward.bundle import load_bundle
-
-CPU = ["--no-progress", "--device", "cpu"]
+from tests.reward.tiny import CPU, simulated_study
 
 
 @pytest.fixture(scope="module")
 def prefs(tmp_path_factory):
-    db = tmp_path_factory.mktemp("prefs") / "p.sqlite"
-    assert main(["synthetic", "preferences", "--db", str(db), "--generator", "tiny-random", "--seeds", "0-39",
-                 "--questions", "30", "--resolution", "32", *CPU]) == 0
-    return db
+    return simulated_study(tmp_path_factory.mktemp("prefs") / "p.sqlite", "0-39", 30, 32)
 
 
 @pytest.mark.slow

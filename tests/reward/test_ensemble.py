@@ -13,9 +13,7 @@ from nerfsculpt.reward.ensemble import EnsembleConfig, RewardEnsemble, bootstrap
 from nerfsculpt.reward.sigma_net import SIGMA_PRESETS, SigmaRewardNet, sigma_input
 from nerfsculpt.reward.train import RewardTrainConfig
 from tests.reward.test_train import make_splits
-from tests.reward.tiny import SMALL_SLAB, TINY_SIGMA
-
-CPU = ["--no-progress", "--device", "cpu"]
+from tests.reward.tiny import CPU, SMALL_SLAB, TINY_SIGMA, simulated_study
 
 
 def tiny_net(seed: int) -> SigmaRewardNet:
@@ -119,10 +117,7 @@ def test_bootstrap_resamples_each_members_training_lists_and_nothing_else():
 
 @pytest.fixture(scope="module")
 def prefs(tmp_path_factory):
-    db = tmp_path_factory.mktemp("prefs") / "p.sqlite"
-    assert main(["synthetic", "preferences", "--db", str(db), "--generator", "tiny-random", "--seeds", "0-23",
-                 "--questions", "14", "--resolution", "16", *CPU]) == 0
-    return db
+    return simulated_study(tmp_path_factory.mktemp("prefs") / "p.sqlite", "0-23", 14, 16)
 
 
 def test_bootstrap_without_an_ensemble_is_a_usage_error_that_writes_nothing(prefs, tmp_path, capsys):

@@ -9,3 +9,15 @@ TINY_SIGMA = SigmaRewardConfig(f_maps=(4, 8, 16), num_groups=2, heads=HeadsConfi
 """A sigma reward small enough for unit tests."""
 SMALL_SLAB = SlabSpec(resolution=32)
 """The reward slab's crop at 32^3: [16, 18, 17] (X, Y, Z)."""
+
+CPU = ["--no-progress", "--device", "cpu"]
+"""Command-line flags of a quiet CPU run."""
+
+
+def simulated_study(db, seeds: str, questions: int, resolution: int):
+    """A preference database of ``questions`` simulated answers about the tiny random generator's ``seeds``."""
+    from nerfsculpt.cli import main
+
+    assert main(["synthetic", "preferences", "--db", str(db), "--generator", "tiny-random", "--seeds", seeds,
+                 "--questions", str(questions), "--resolution", str(resolution), *CPU]) == 0
+    return db
