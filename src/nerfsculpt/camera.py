@@ -1,7 +1,7 @@
 """Cameras of EG3D: the 25-number label, look-at poses, focal lengths and the named views.
 
-The shared camera vocabulary of nerfsculpt (torch and numpy only). Conventions (eg3d.md §3.10,
-§3.14, §5.1; reference_method.md §0.3):
+The shared camera vocabulary of nerfsculpt (torch and numpy only). Conventions (docs/method/eg3d.md §3.10,
+§3.14, §5.1; docs/method/reference_method.md §0.3):
 
 - World: +y is up in the image, the face looks toward +z, image-right is +x. The tri-plane box is
   [-0.5, 0.5]^3 (``box_warp = 1``).
@@ -12,7 +12,7 @@ The shared camera vocabulary of nerfsculpt (torch and numpy only). Conventions (
 - Angles: ``yaw`` and ``pitch`` are offsets in radians from the frontal view, i.e. EG3D's
   ``h = pi/2 + yaw`` and ``v = pi/2 + pitch``. Positive yaw moves the camera toward +x (it sees the
   subject's left cheek); negative pitch raises the camera. ``v`` is not an elevation angle: the
-  polar angle is ``phi = arccos(1 - 2 v / pi)`` (eg3d.md §3.14).
+  polar angle is ``phi = arccos(1 - 2 v / pi)`` (docs/method/eg3d.md §3.14).
 
 Focal lengths: three values circulate (see the ``FOCAL_*`` constants). nerfsculpt defaults to the
 paper's ``FOCAL_PAPER = 4.26339`` because the preference data was rendered with it.
@@ -33,10 +33,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-AVG_CAMERA_RADIUS = 2.7  # rendering_kwargs['avg_camera_radius'] of the FFHQ config (eg3d.md §1.3)
+AVG_CAMERA_RADIUS = 2.7  # rendering_kwargs['avg_camera_radius'] of the FFHQ config (docs/method/eg3d.md §1.3)
 AVG_CAMERA_PIVOT = (0.0, 0.0, 0.2)  # rendering_kwargs['avg_camera_pivot']: the look-at point
 
-_EG3D_PI = 3.14159  # the truncated constants of EG3D's FOV_to_intrinsics (eg3d.md §3.14)
+_EG3D_PI = 3.14159  # the truncated constants of EG3D's FOV_to_intrinsics (docs/method/eg3d.md §3.14)
 _EG3D_SQRT2 = 1.414
 _V_CLAMP = 1e-5  # v is clamped to [1e-5, pi - 1e-5] before the polar angle is taken
 
@@ -46,7 +46,7 @@ def fov_to_focal(fov_deg: float, eg3d_constants: bool = True) -> float:
 
     ``f = 1 / (tan(fov / 2) * sqrt(2))``: EG3D's ``fov`` spans the image diagonal (length sqrt(2)
     in normalised units). With ``eg3d_constants=True`` (default) pi and sqrt(2) are replaced by
-    EG3D's 3.14159 and 1.414, which reproduces ``FOV_to_intrinsics`` (eg3d.md §3.14).
+    EG3D's 3.14159 and 1.414, which reproduces ``FOV_to_intrinsics`` (docs/method/eg3d.md §3.14).
 
     >>> round(fov_to_focal(18.837), 6)
     4.263391
@@ -65,12 +65,12 @@ def focal_to_fov(focal: float, eg3d_constants: bool = True) -> float:
     return math.atan(1.0 / (focal * sqrt2)) * 360.0 / pi
 
 
-# The FFHQ dataset labels: 2985.29 px at 700 px crops (eg3d.md §5.1). gen_videos.py and the training
+# The FFHQ dataset labels: 2985.29 px at 700 px crops (docs/method/eg3d.md §5.1). gen_videos.py and the training
 # loop's comments hard-code the rounded 4.2647.
 FOCAL_FFHQ_DATASET = 2985.29 / 700
-# The paper's data: FOV_to_intrinsics(18.837) = 4.26339 (reference_method.md §0.3). nerfsculpt's default.
+# The paper's data: FOV_to_intrinsics(18.837) = 4.26339 (docs/method/reference_method.md §0.3). nerfsculpt's default.
 FOCAL_PAPER = fov_to_focal(18.837)
-# EG3D gen_samples.py: `--fov-deg` is a click `type=int`, so its default 18.837 becomes 18 (eg3d.md §3.15).
+# EG3D gen_samples.py: `--fov-deg` is a click `type=int`, so its default 18.837 becomes 18 (docs/method/eg3d.md §3.15).
 FOCAL_GEN_SAMPLES = fov_to_focal(18)
 
 
@@ -120,7 +120,7 @@ def project_points(points: Tensor, c: Tensor) -> Tensor:
 
 
 def mirror_label(c: Tensor) -> Tensor:
-    """Label of the horizontally mirrored image [N, 25] -> [N, 25] (eg3d.md §5.1).
+    """Label of the horizontally mirrored image [N, 25] -> [N, 25] (docs/method/eg3d.md §5.1).
 
     The pose is conjugated by ``D = diag(-1, 1, 1, 1)`` (``D @ cam2world @ D``), which negates the
     entries (0, 1), (0, 2), (0, 3), (1, 0), (2, 0) and (3, 0); intrinsics are unchanged. Mirroring
@@ -133,7 +133,7 @@ def mirror_label(c: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------------------
-# Look-at poses (EG3D LookAtPoseSampler + create_cam2world_matrix, eg3d.md §3.14)
+# Look-at poses (EG3D LookAtPoseSampler + create_cam2world_matrix, docs/method/eg3d.md §3.14)
 
 
 def _normalise(v: Tensor) -> Tensor:  # [N, 3] -> [N, 3]
@@ -143,7 +143,7 @@ def _normalise(v: Tensor) -> Tensor:  # [N, 3] -> [N, 3]
 def cam2world_from_forward(forward: Tensor, origin: Tensor) -> Tensor:
     """Roll-free camera pose [N, 4, 4] looking along ``forward`` [N, 3] from ``origin`` [N, 3].
 
-    EG3D's ``create_cam2world_matrix`` (eg3d.md §3.14): with ``up0 = (0, 1, 0)``,
+    EG3D's ``create_cam2world_matrix`` (docs/method/eg3d.md §3.14): with ``up0 = (0, 1, 0)``,
     ``right = -normalise(up0 x forward)`` and ``up = normalise(forward x right)``; the rotation
     columns are (right, up, forward). For a level camera ``up`` is world (0, -1, 0): OpenCV y-down.
     """
@@ -194,7 +194,7 @@ def look_at_pose(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,  # default: lookat's device if a tensor, else CPU
 ) -> Tensor:  # [N, 4, 4] float32
-    """Camera-to-world poses of EG3D's ``LookAtPoseSampler`` geometry, batched (eg3d.md §3.14).
+    """Camera-to-world poses of EG3D's ``LookAtPoseSampler`` geometry, batched (docs/method/eg3d.md §3.14).
 
     The camera sits on the sphere of ``radius`` around the world origin at ``theta = pi/2 + yaw``,
     ``phi = arccos(1 - 2 (pi/2 + pitch) / pi)`` and looks at ``lookat``. With ``yaw_std`` or
@@ -235,7 +235,7 @@ class LookAtPoseSampler:
     """Drop-in for EG3D's ``LookAtPoseSampler`` (``camera_utils.py``), including its RNG use.
 
     ``sample`` always draws two ``torch.randn((batch_size, 1))`` from the *global* torch RNG, even
-    when both stds are 0, exactly like EG3D (eg3d.md §3.14). Keep it for RNG-stream parity with
+    when both stds are 0, exactly like EG3D (docs/method/eg3d.md §3.14). Keep it for RNG-stream parity with
     EG3D scripts (e.g. gen_samples.py's per-seed noise); otherwise prefer :func:`look_at_pose`,
     whose angles are offsets from the frontal view and whose randomness is explicit.
     """
@@ -257,7 +257,7 @@ class LookAtPoseSampler:
 
 
 # ------------------------------------------------------------------------------------------------
-# Named cameras (reference_method.md §0.3)
+# Named cameras (docs/method/reference_method.md §0.3)
 
 
 def canonical_camera(
@@ -270,7 +270,7 @@ def canonical_camera(
 
     Used as the generator conditioning everywhere and as the pose of every sigma extraction.
     cam2world is [[1, 0, 0, 0], [0, -1, 0, 0], [0, 0, -1, 2.7], [0, 0, 0, 1]] up to float32 noise
-    of about 1e-7 (eg3d.md §3.14).
+    of about 1e-7 (docs/method/eg3d.md §3.14).
     """
     pose = look_at_pose(0.0, 0.0, pivot, radius, device=device)  # (1, 4, 4)
     return make_label(pose, intrinsics_from_focal(focal, device=device))
@@ -311,7 +311,7 @@ def dmap_cameras(
 ) -> CameraViews:
     """The three depth-map cameras: yaw +1.0, 0, -1.0 rad, pitch 0, canonical conditioning.
 
-    reference_method.md §0.3. The paper says "+-60 deg yaw"; the code uses +-1 rad (57.3 deg about
+    docs/method/reference_method.md §0.3. The paper says "+-60 deg yaw"; the code uses +-1 rad (57.3 deg about
     the world origin, about 61 deg about the pivot). View 1 is the canonical camera.
     """
     return _named_views(("yaw+1", "front", "yaw-1"), (1.0, 0.0, -1.0), (0.0, 0.0, 0.0),
@@ -326,7 +326,7 @@ def triple_image_cameras(
 ) -> CameraViews:
     """The three RGB cameras: yaw -0.4, 0, +0.4 rad at pitch -0.2 (raised), canonical conditioning.
 
-    reference_method.md §0.3 (``get_triple_img_cams``). EG3D gen_samples.py renders the same poses
+    docs/method/reference_method.md §0.3 (``get_triple_img_cams``). EG3D gen_samples.py renders the same poses
     in the opposite order (+0.4 first) and with ``FOCAL_GEN_SAMPLES``.
     """
     return _named_views(("yaw-0.4", "front", "yaw+0.4"), (-0.4, 0.0, 0.4), (-0.2, -0.2, -0.2),

@@ -17,13 +17,15 @@ import sys
 import traceback
 from typing import Any, NoReturn
 
+from nerfsculpt.errors import NerfsculptError
+
 logger = logging.getLogger("nerfsculpt")
 
 # camera.FOCAL_PAPER (EG3D's FOV_to_intrinsics(18.837)), computed here to keep this module light;
 # a test checks that both are equal.
 FOCAL_PAPER = 1.0 / (math.tan(18.837 * 3.14159 / 360.0) * 1.414)
 DEFAULT_WHAT = "sigma,slab,mesh,depth,renders"  # geometry.bank.DEFAULT_WHAT; checked by a test
-FOCAL_FFHQ_DATASET = 2985.29 / 700  # camera.FOCAL_FFHQ_DATASET (eg3d.md §5.1); checked by a test
+FOCAL_FFHQ_DATASET = 2985.29 / 700  # camera.FOCAL_FFHQ_DATASET (docs/method/eg3d.md §5.1); checked by a test
 
 
 DESCRIPTION = """\
@@ -36,7 +38,7 @@ Exit codes: 0 success; 2 bad usage or input (one line saying what to do; --verbo
 traceback); 1 an unexpected failure; 130 interrupted (re-run the same command to resume)."""
 
 
-class UsageError(Exception):
+class UsageError(NerfsculptError):
     """Bad command-line input; the message says what to do instead."""
 
 
@@ -282,7 +284,7 @@ def _add_sample(subparsers: Any, common: argparse.ArgumentParser) -> None:
                         "(sigma is 32 MiB per seed at --resolution 256)")
     p.add_argument("--network", default="G_ema", choices=("G_ema", "G"),
                    help="which generator of the checkpoint; the paper samples G_ema (§0.1)")
-    g = p.add_argument_group("sampling (reference_method.md §0.2-0.3, §1.1)")
+    g = p.add_argument_group("sampling (docs/method/reference_method.md §0.2-0.3, §1.1)")
     g.add_argument("--psi", type=float, default=1.0,
                    help="truncation psi: 1.0 for the ranked seeds, 0.25 for the HQ anchors 100000-100999")
     g.add_argument("--truncation-cutoff", type=_cutoff, default="all",
@@ -773,17 +775,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_user_error(error: Exception) -> bool:
-    """Errors caused by the input, reported in one message: ours, and the library's documented ones."""
-    if isinstance(error, UsageError):
-        return True
-    module = sys.modules.get("nerfsculpt.generator.safe_pickle")
-    bank = sys.modules.get("nerfsculpt.geometry.bank")
-    sigma = sys.modules.get("nerfsculpt.geometry.sigma")
-    prefs = sys.modules.get("nerfsculpt.preferences.store")
-    reward = sys.modules.get("nerfsculpt.reward.bundle")
-    tune = sys.modules.get("nerfsculpt.finetune.config")
-    types = tuple(t for t in (getattr(module, "CheckpointError", None), getattr(bank, "BankError", None),
-                              getattr(sigma, "NonFiniteSigmaError", None), getattr(prefs, "PreferenceError", None),
-                              getattr(reward, "BundleError", None), getattr(tune, "FinetuneError", None))
-                  if t is not None)
-    return bool(types) and isinstance(error, types)
+    """Errors caused by the input, reported in one message (nerfsculpt.errors.NerfsculptError)."""
+    from nerfsculpt.errors import NerfsculptError
+
+    return isinstance(error, NerfsculptError)

@@ -1,7 +1,7 @@
 """Seeds and latent codes: the project's seed -> z convention and the ``--seeds`` syntax.
 
 A named seed ``s`` always means ``z = numpy.random.RandomState(s).randn(1, 512)``
-(reference_method.md §0.2; EG3D gen_samples.py does the same). numpy draws float64; the mapping
+(docs/method/reference_method.md §0.2; EG3D gen_samples.py does the same). numpy draws float64; the mapping
 network casts to float32, so casting here gives the identical z.
 
 Example::
@@ -45,7 +45,7 @@ def z_from_seeds(
     """Latents [len(seeds), z_dim] float32; row i is ``z_from_seed(seeds[i])``.
 
     Each row comes from its own RandomState, so a seed's z does not depend on its batch. (This is
-    not ``RandomState(s).randn(B, z_dim)``, whose rows 1.. are unrelated latents; reference_method.md
+    not ``RandomState(s).randn(B, z_dim)``, whose rows 1.. are unrelated latents; docs/method/reference_method.md
     §2.1 documents that bug in the reference's depth-map data.)
     """
     seeds = [_check_seed(s) for s in seeds]

@@ -1,9 +1,9 @@
 """The fine-tuning configuration: every setting of the loop, with the paper's values as defaults.
 
-The defaults are the paper's method (§3.2.3, Eq. 5-7) on EG3D's training recipe (eg3d.md §5.2-5.3)
-with the fine-tuning numbers of reference_method.md §5.1: batch 16, R1 gamma 20, 20 kimg,
+The defaults are the paper's method (§3.2.3, Eq. 5-7) on EG3D's training recipe (docs/method/eg3d.md §5.2-5.3)
+with the fine-tuning numbers of docs/method/reference_method.md §5.1: batch 16, R1 gamma 20, 20 kimg,
 lambda_r 10, lambda_c 0.01, reward clamp [-10, 10]. :func:`reference_preset` gives the settings
-under which the reference fork actually ran (reference_method.md Appendix A rows 8, 11-13, 21).
+under which the reference fork actually ran (docs/method/reference_method.md Appendix A rows 8, 11-13, 21).
 
 Example::
 
@@ -20,12 +20,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from nerfsculpt.errors import NerfsculptError
+
 REWARD_STEPS = ("combined", "separate")
 DEFAULT_TRAJECTORY_SEEDS = tuple(range(300000, 300200))
-"""Seeds whose reward is tracked every tick (reference_method.md §5.7; the paper's Fig. 8)."""
+"""Seeds whose reward is tracked every tick (docs/method/reference_method.md §5.7; the paper's Fig. 8)."""
 
 
-class FinetuneError(ValueError):
+class FinetuneError(NerfsculptError, ValueError):
     """Fine-tuning cannot start or continue: bad configuration, input or state (the message says what to do)."""
 
 
@@ -55,7 +57,7 @@ class FinetuneConfig:
     """Images per iteration over all processes."""
     micro_batch: int | None = None
     """Images per forward/backward pass on one process; None = the whole per-process batch (EG3D). The
-    reference used 1, which also disables minibatch-std and pose swapping (reference_method.md §5.1)."""
+    reference used 1, which also disables minibatch-std and pose swapping (docs/method/reference_method.md §5.1)."""
     seed: int = 0
     """Seed of every random draw (latents, poses, real images, regulariser points), per iteration."""
 
@@ -116,7 +118,7 @@ class FinetuneConfig:
     """Decoder precision for the reward slab: 'auto' (bfloat16 on CUDA, float32 on CPU), 'bf16', 'fp16' or
     'fp32'. The consistency cube is always float32 (its differences are smaller than bf16's resolution)."""
 
-    # ---- EG3D's GAN recipe (eg3d.md §5.2-5.3)
+    # ---- EG3D's GAN recipe (docs/method/eg3d.md §5.2-5.3)
     g_lr: float = 0.0025
     """Generator Adam learning rate before the lazy-regularisation adjustment (0.002 after it)."""
     d_lr: float = 0.002
@@ -250,7 +252,7 @@ class FinetuneConfig:
 
     @property
     def resolved_ema_kimg(self) -> float:
-        """G_ema half-life in kimg: ``batch * 10 / 32`` unless set (eg3d.md §5.3)."""
+        """G_ema half-life in kimg: ``batch * 10 / 32`` unless set (docs/method/eg3d.md §5.3)."""
         return self.ema_kimg if self.ema_kimg is not None else self.batch * 10 / 32
 
     def to_dict(self) -> dict[str, Any]:
@@ -266,7 +268,7 @@ class FinetuneConfig:
 
 
 def reference_preset(config: FinetuneConfig) -> FinetuneConfig:
-    """``config`` changed to run as the reference fork did (reference_method.md §5.1-5.5, Appendix A).
+    """``config`` changed to run as the reference fork did (docs/method/reference_method.md §5.1-5.5, Appendix A).
 
     A separate reward optimiser step (row 8), micro-batches of one image (row 13), no lazy-regularisation
     gain (rows 11-12) and, for a control run (lambda_r = 0), no consistency term either (row 21).
@@ -309,7 +311,7 @@ def apply_preset(name: str, config: FinetuneConfig, keep=()) -> FinetuneConfig:
 
 
 def lazy_regularisation(lr: float, betas: tuple[float, float], interval: int) -> tuple[float, tuple[float, float]]:
-    """Adam settings for a network regularised every ``interval`` steps (EG3D / StyleGAN2, eg3d.md §5.3).
+    """Adam settings for a network regularised every ``interval`` steps (EG3D / StyleGAN2, docs/method/eg3d.md §5.3).
 
     The learning rate is multiplied by ``k / (k + 1)`` and each beta raised to that power, so that main
     + regulariser steps move the weights as much as the main steps alone would.

@@ -1,4 +1,6 @@
-"""What the discriminator sees as real, and where the generator's cameras come from (reference_method.md §5.6).
+"""What the discriminator sees as real, and where the generator's cameras come from.
+
+See docs/method/reference_method.md §5.6.
 
 Two sources, one interface (:class:`RealImages`):
 
@@ -73,7 +75,10 @@ class RealImages(Protocol):
 
 
 def filtered_resize(images: Tensor, resolution: int) -> Tensor:  # [N, C, H, W] -> [N, C, R, R]
-    """EG3D's 'antialiased' filtered resizing of real images to the neural rendering resolution (eg3d.md §5.2)."""
+    """EG3D's 'antialiased' filtered resizing of real images to the neural rendering resolution.
+
+    See docs/method/eg3d.md §5.2.
+    """
     return F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True)
 
 

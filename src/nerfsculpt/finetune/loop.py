@@ -1,4 +1,4 @@
-"""The fine-tuning loop: EG3D's GAN training (eg3d.md §5.2-5.3) plus the paper's geometry terms (Eq. 6).
+"""The fine-tuning loop: EG3D's GAN training (docs/method/eg3d.md §5.2-5.3) plus the paper's geometry terms (Eq. 6).
 
 One iteration, with ``batch`` images per phase split over processes and micro-batches:
 
@@ -9,7 +9,7 @@ One iteration, with ``batch`` images per phase split over processes and micro-ba
 3. **Dmain**: softplus(D(fake)) + softplus(-D(real)); fakes update G's w_avg tracker.
 4. **Dreg** (every ``d_reg_interval``): R1 on both images, gamma / 2, times the interval.
 5. **Greward** (``reward_step='separate'``, the reference): lambda_r L_r + lambda_c L_c of fresh latents,
-   stepped by a separate Adam (reference_method.md §5.2, Appendix A row 8).
+   stepped by a separate Adam (docs/method/reference_method.md §5.2, Appendix A row 8).
 6. G_ema = lerp(G, G_ema, 0.5 ** (batch / (ema_kimg * 1000))); buffers copied.
 
 Blur is off and pose-swap / rendering-resolution fades are over (EG3D turns them off when resuming,
@@ -313,7 +313,7 @@ class FineTuner:
 
     @torch.no_grad()
     def update_ema(self) -> None:
-        """G_ema = lerp(G, G_ema, beta) for parameters; buffers (w_avg, ...) copied (eg3d.md §5.3)."""
+        """G_ema = lerp(G, G_ema, beta) for parameters; buffers (w_avg, ...) copied (docs/method/eg3d.md §5.3)."""
         for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
             p_ema.copy_(p.lerp(p_ema, self.ema_beta))
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):

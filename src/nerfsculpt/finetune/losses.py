@@ -1,4 +1,4 @@
-"""Loss terms of fine-tuning: EG3D's GAN losses (eg3d.md §5.2) and the paper's reward and consistency terms.
+"""Loss terms of fine-tuning: EG3D's GAN losses (docs/method/eg3d.md §5.2) and the paper's reward and consistency terms.
 
 Functional forms take logits, rewards or sigma; the two paper terms also come as small modules
 holding their weights (EDM-style), tested to agree with the functions.
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-# ---- EG3D's GAN terms (eg3d.md §5.2)
+# ---- EG3D's GAN terms (docs/method/eg3d.md §5.2)
 def generator_gan_loss(fake_logits: Tensor) -> Tensor:  # [N, 1] -> []
     """Non-saturating generator loss: mean softplus(-D(G(z)))."""
     return F.softplus(-fake_logits).mean()

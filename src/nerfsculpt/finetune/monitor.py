@@ -1,7 +1,7 @@
 """What a fine-tuning run writes every tick: reward trajectories of fixed seeds, an image grid, a few meshes.
 
 - ``RUN/rewards/tick-<k>.csv``: seed,reward of ``trajectory_seeds`` (300000-300199) scored on G_ema at
-  psi 1, canonical camera, constant noise (the paper's Fig. 8; reference_method.md §5.7); with an
+  psi 1, canonical camera, constant noise (the paper's Fig. 8; docs/method/reference_method.md §5.7); with an
   ensemble reward the log also has ``traj_disagreement``, the mean over seeds of the members' std, each
   member in units of its own tick-0 std;
 - ``RUN/images/tick-<k>.png``: G_ema's images of ``image_seeds`` (rows) from the front and at yaw

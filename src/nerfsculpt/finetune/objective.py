@@ -1,4 +1,6 @@
-"""The paper's geometry terms of a batch: lambda_r L_r + lambda_c L_c (Eq. 6-7; reference_method.md §5.3-5.4).
+"""The paper's geometry terms of a batch: lambda_r L_r + lambda_c L_c (Eq. 6-7).
+
+See docs/method/reference_method.md §5.3-5.4.
 
 For each latent z, at the canonical camera with constant noise:
 

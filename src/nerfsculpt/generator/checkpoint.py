@@ -6,7 +6,7 @@
     G = load_generator("ffhq512-128")                # later loads never touch pickle
 
 Pickles are read by :mod:`nerfsculpt.generator.safe_pickle`, which never runs code from the file
-(eg3d.md §4.3). The converted format is a directory holding one `<network>.safetensors` per
+(docs/method/eg3d.md §4.3). The converted format is a directory holding one `<network>.safetensors` per
 network (EG3D's state-dict keys, contiguous fp32 tensors) and a `config.json`:
 
     format, format_version, nerfsculpt_version, networks   what the directory holds
@@ -136,7 +136,7 @@ def generator_config_from_snapshot(
     """The :class:`GeneratorConfig` of one generator read by :func:`read_eg3d_snapshot`.
 
     The constructor kwargs come from `init_kwargs`; the live `rendering_kwargs` and
-    `neural_rendering_resolution` attributes win over the constructor's (eg3d.md §1.2-1.3). Sizes
+    `neural_rendering_resolution` attributes win over the constructor's (docs/method/eg3d.md §1.2-1.3). Sizes
     that EG3D hard-codes (plane resolution and features, decoder and SR widths) are read from
     the weights' shapes, so that they equal EG3D's for NVIDIA's checkpoints.
     """
@@ -225,7 +225,7 @@ def _build_module(name: str, checkpoint: _Checkpoint, notes: list[str]) -> nn.Mo
     expected = module.state_dict()
     state_dict = dict(checkpoint.state_dicts[name])
     if "dataset_label_std" in expected and "dataset_label_std" not in state_dict:
-        # Registered by EG3D's training loop, so every released pickle has it (eg3d.md §2.4).
+        # Registered by EG3D's training loop, so every released pickle has it (docs/method/eg3d.md §2.4).
         state_dict["dataset_label_std"] = expected["dataset_label_std"]
         notes.append(f"{name}: the checkpoint has no dataset_label_std; kept the default (ones)")
     problems = state_dict_mismatches(state_dict, expected)

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-# rendering_kwargs of `train.py --cfg=ffhq` (eg3d.md §1.3). Real checkpoints carry their own copy,
+# rendering_kwargs of `train.py --cfg=ffhq` (docs/method/eg3d.md §1.3). Real checkpoints carry their own copy,
 # which always wins: these are only the defaults of a freshly built FFHQ-512 generator.
 FFHQ_RENDERING_KWARGS: dict[str, Any] = {
     "depth_resolution": 48,
@@ -40,7 +40,7 @@ FFHQ_RENDERING_KWARGS: dict[str, Any] = {
     "sr_antialias": True,
 }
 
-# Keys the forward pass reads; a checkpoint missing one of them is rejected (eg3d.md §1.3).
+# Keys the forward pass reads; a checkpoint missing one of them is rejected (docs/method/eg3d.md §1.3).
 REQUIRED_RENDERING_KEYS = (
     "depth_resolution",
     "depth_resolution_importance",
@@ -259,7 +259,7 @@ class GeneratorConfig:
         if mapping:
             problems.append(f"unsupported mapping_kwargs {sorted(mapping)}")
         out["sr_fused_modconv_default"] = sr_kwargs.pop("fused_modconv_default", "inference_only")
-        sr_kwargs.pop("channel_base", None)  # ignored by EG3D's SR classes (eg3d.md §1.2)
+        sr_kwargs.pop("channel_base", None)  # ignored by EG3D's SR classes (docs/method/eg3d.md §1.2)
         sr_kwargs.pop("channel_max", None)
         if sr_kwargs:
             problems.append(f"unsupported sr_kwargs {sorted(sr_kwargs)}")
@@ -377,7 +377,7 @@ class DiscriminatorConfig:
 
 
 def ffhq512_config() -> GeneratorConfig:
-    """The configuration of NVIDIA's `ffhq512-128.pkl` (eg3d.md §1.2-1.3)."""
+    """The configuration of NVIDIA's `ffhq512-128.pkl` (docs/method/eg3d.md §1.2-1.3)."""
     return GeneratorConfig()
 
 

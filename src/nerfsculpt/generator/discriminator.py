@@ -1,6 +1,6 @@
 """EG3D's DualDiscriminator: a ResNet StyleGAN2 discriminator on [image, upsampled raw image].
 
-Weight-compatible with NVIDIA's checkpoints (eg3d.md §2.3, §3.18).
+Weight-compatible with NVIDIA's checkpoints (docs/method/eg3d.md §2.3, §3.18).
 """
 
 from __future__ import annotations

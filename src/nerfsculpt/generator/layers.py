@@ -1,6 +1,6 @@
 """StyleGAN2 layers as EG3D uses them: mapping network, modulated synthesis blocks, conv layers.
 
-Module and parameter names equal EG3D's so that state dicts transfer 1:1 (eg3d.md §2).
+Module and parameter names equal EG3D's so that state dicts transfer 1:1 (docs/method/eg3d.md §2).
 Every module records the EG3D class it stands for in `eg3d_class_name`.
 """
 
@@ -27,7 +27,7 @@ def resolve_fused_modconv(value: bool | str | None, default: bool | str, trainin
 
 
 class FullyConnectedLayer(nn.Module):
-    """Equalised-learning-rate linear layer: y = act(x W^T * m/sqrt(in) + b * m) (eg3d.md §3.1)."""
+    """Equalised-learning-rate linear layer: y = act(x W^T * m/sqrt(in) + b * m) (docs/method/eg3d.md §3.1)."""
 
     eg3d_class_name = "FullyConnectedLayer"
 
@@ -66,7 +66,7 @@ class FullyConnectedLayer(nn.Module):
 
 
 class MappingNetwork(nn.Module):
-    """z, c -> w broadcast to `num_ws` copies, with truncation towards `w_avg` (eg3d.md §3.2)."""
+    """z, c -> w broadcast to `num_ws` copies, with truncation towards `w_avg` (docs/method/eg3d.md §3.2)."""
 
     eg3d_class_name = "MappingNetwork"
 
@@ -120,7 +120,7 @@ class MappingNetwork(nn.Module):
                 f"c must be [N, {self.c_dim}], got {None if c is None else tuple(c.shape)}"
             )
             y = ops.normalize_2nd_moment(self.embed(c.to(self.compute_dtype)))
-            x = torch.cat([x, y], dim=1) if x is not None else y  # z first (eg3d.md §7.8)
+            x = torch.cat([x, y], dim=1) if x is not None else y  # z first (docs/method/eg3d.md §7.8)
         for idx in range(self.num_layers):
             x = getattr(self, f"fc{idx}")(x)
         if update_emas and self.w_avg_beta is not None:
@@ -138,7 +138,7 @@ class MappingNetwork(nn.Module):
 
 
 class SynthesisLayer(nn.Module):
-    """Modulated 3x3 conv (+ optional 2x upsampling), noise, bias, lrelu (eg3d.md §3.4)."""
+    """Modulated 3x3 conv (+ optional 2x upsampling), noise, bias, lrelu (docs/method/eg3d.md §3.4)."""
 
     eg3d_class_name = "SynthesisLayer"
 
@@ -199,7 +199,7 @@ class SynthesisLayer(nn.Module):
 
 
 class ToRGBLayer(nn.Module):
-    """Modulated 1x1 conv without demodulation, producing the skip image (eg3d.md §3.5)."""
+    """Modulated 1x1 conv without demodulation, producing the skip image (docs/method/eg3d.md §3.5)."""
 
     eg3d_class_name = "ToRGBLayer"
 
@@ -220,7 +220,7 @@ class ToRGBLayer(nn.Module):
 
 
 class SynthesisBlock(nn.Module):
-    """One 'skip'-architecture synthesis block: [conv0 (up 2)], conv1, torgb (eg3d.md §3.6).
+    """One 'skip'-architecture synthesis block: [conv0 (up 2)], conv1, torgb (docs/method/eg3d.md §3.6).
 
     With `upsample=False` it is EG3D's `SynthesisBlockNoUp` (first block of the 2X/4X SR modules):
     conv0 keeps the resolution and the incoming image is not upsampled.

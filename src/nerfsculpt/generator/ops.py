@@ -1,7 +1,7 @@
 """Pure-PyTorch primitives of StyleGAN2/EG3D: FIR resampling, bias+activation, modulated conv.
 
 These replace EG3D's compiled `upfirdn2d` / `bias_act` CUDA ops with ordinary torch ops that run
-on any device. Semantics follow eg3d.md §3.1 and §3.3.
+on any device. Semantics follow docs/method/eg3d.md §3.1 and §3.3.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def upfirdn2d(
     flip_filter: bool = False,
     gain: float = 1.0,
 ) -> Tensor:
-    """Upsample by zero insertion, pad, convolve with the FIR filter, downsample (eg3d.md §3.1).
+    """Upsample by zero insertion, pad, convolve with the FIR filter, downsample (docs/method/eg3d.md §3.1).
 
     The convolution is a true convolution (the filter is flipped) unless `flip_filter`.
     """
@@ -76,7 +76,7 @@ def bias_act(
     clamp: float | None = None,
     dim: int = 1,
 ) -> Tensor:
-    """`clamp(act(x + b) * gain)`, the reference semantics of EG3D's bias_act (eg3d.md §3.1).
+    """`clamp(act(x + b) * gain)`, the reference semantics of EG3D's bias_act (docs/method/eg3d.md §3.1).
 
     `act` is 'linear' (default gain 1) or 'lrelu' (slope 0.2, default gain sqrt(2)).
     """
@@ -113,7 +113,7 @@ def conv2d_resample(
     padding: int = 0,
     groups: int = 1,
 ) -> Tensor:
-    """2-D cross-correlation (no kernel flip) fused with FIR up/down-sampling (eg3d.md §3.1).
+    """2-D cross-correlation (no kernel flip) fused with FIR up/down-sampling (docs/method/eg3d.md §3.1).
 
     Supported cases are those EG3D uses: up=2 for 3x3 kernels (transposed conv, then FIR with
     gain 4), down=2 for 3x3 (FIR pad, strided conv) and 1x1 (FIR + subsample, then conv), and
@@ -162,7 +162,7 @@ def modulated_conv2d(
     demodulate: bool = True,
     fused_modconv: bool = True,
 ) -> Tensor:
-    """StyleGAN2 modulated convolution with optional demodulation (eg3d.md §3.3).
+    """StyleGAN2 modulated convolution with optional demodulation (docs/method/eg3d.md §3.3).
 
     The fused path runs one grouped convolution with per-sample weights; the non-fused path
     scales activations before and after a shared convolution. Both give the same result up to

@@ -1,4 +1,4 @@
-"""Tri-plane sampling, rays, importance sampling and the ray marcher of EG3D (eg3d.md §3.7-3.11).
+"""Tri-plane sampling, rays, importance sampling and the ray marcher of EG3D (docs/method/eg3d.md §3.7-3.11).
 
 Randomness: EG3D's renderer jitters the stratified depths and draws the importance samples at
 random on every call. That stays the default (same calls, same shapes, so the global RNG stream
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 # EG3D's plane axes (generate_planes). Projection p @ inv(P_k), first two components, gives
-# (x, y), (x, z) and (z, x): the third plane is ZX, not YZ. The weights depend on it (eg3d.md §3.8).
+# (x, y), (x, z) and (z, x): the third plane is ZX, not YZ. The weights depend on it (docs/method/eg3d.md §3.8).
 PLANE_AXES = torch.tensor(
     [
         [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
@@ -76,7 +76,7 @@ class OSGDecoder(nn.Module):
 
 
 class RaySampler(nn.Module):
-    """Per-pixel rays of an OpenCV pinhole camera with normalised intrinsics (eg3d.md §3.10)."""
+    """Per-pixel rays of an OpenCV pinhole camera with normalised intrinsics (docs/method/eg3d.md §3.10)."""
 
     eg3d_class_name = "training.volumetric_rendering.ray_sampler.RaySampler"
 
@@ -107,7 +107,7 @@ class RaySampler(nn.Module):
 
 
 class MipRayMarcher2(nn.Module):
-    """EG3D's ray marcher: midpoint quadrature with softplus(sigma - 1) densities (eg3d.md §3.11.6)."""
+    """EG3D's ray marcher: midpoint quadrature with softplus(sigma - 1) densities (docs/method/eg3d.md §3.11.6)."""
 
     eg3d_class_name = "training.volumetric_rendering.ray_marcher.MipRayMarcher2"
 
@@ -148,7 +148,7 @@ def sample_pdf(
     generator: torch.Generator | None = None,
     eps: float = 1e-5,
 ) -> Tensor:  # [R, n_samples]
-    """Inverse-transform sampling of depths from piecewise-constant weights (eg3d.md §3.11.4).
+    """Inverse-transform sampling of depths from piecewise-constant weights (docs/method/eg3d.md §3.11.4).
 
     EG3D calls this with 47 bin midpoints and 45 weights, so the cdf has 46 entries and only the
     first 46 midpoints can ever be reached. That off-by-one is part of the trained model's
@@ -178,7 +178,7 @@ def sample_pdf(
 
 
 class ImportanceRenderer(nn.Module):
-    """Coarse stratified pass, importance pass, merged ray marching (eg3d.md §3.11)."""
+    """Coarse stratified pass, importance pass, merged ray marching (docs/method/eg3d.md §3.11)."""
 
     eg3d_class_name = "training.volumetric_rendering.renderer.ImportanceRenderer"
 

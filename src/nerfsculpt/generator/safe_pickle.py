@@ -1,4 +1,4 @@
-"""Read EG3D snapshot pickles without running any of their code (eg3d.md §4).
+"""Read EG3D snapshot pickles without running any of their code (docs/method/eg3d.md §4).
 
 NVIDIA's loader unpickles with an ordinary `pickle.Unpickler`: it imports whatever the file
 names and `exec`s the source code embedded in every persistent class. This module reads the same
@@ -28,15 +28,16 @@ import numpy as np
 import torch
 import torch._utils
 
+from nerfsculpt.errors import NerfsculptError
 from nerfsculpt.generator.config import SUPERRESOLUTION_SPECS
 from nerfsculpt.generator.rendering import PLANE_AXES
 
 logger = logging.getLogger(__name__)
 
 NETWORK_NAMES = ("G", "D", "G_ema")
-PERSISTENCE_VERSION = 6  # `_version` of EG3D's torch_utils/persistence.py (eg3d.md §4.2)
+PERSISTENCE_VERSION = 6  # `_version` of EG3D's torch_utils/persistence.py (docs/method/eg3d.md §4.2)
 
-# Classes EG3D pickles by reference rather than through `persistent_class` (eg3d.md §4.2).
+# Classes EG3D pickles by reference rather than through `persistent_class` (docs/method/eg3d.md §4.2).
 PLAIN_MODULE_CLASSES = (
     "training.triplane.OSGDecoder",
     "training.volumetric_rendering.renderer.ImportanceRenderer",
@@ -47,7 +48,7 @@ PLAIN_MODULE_CLASSES = (
 )
 
 
-class CheckpointError(ValueError):
+class CheckpointError(NerfsculptError, ValueError):
     """A checkpoint file could not be read or does not describe a supported network."""
 
 
@@ -60,7 +61,7 @@ class UnsafePickleError(CheckpointError):
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class PersistentRecord:
-    """One EG3D persistent object, as data: `_reconstruct_persistent_obj`'s meta (eg3d.md §4.2)."""
+    """One EG3D persistent object, as data: `_reconstruct_persistent_obj`'s meta (docs/method/eg3d.md §4.2)."""
 
     class_name: str
     """Class name inside the embedded module, e.g. 'TriPlaneGenerator'."""
@@ -183,7 +184,7 @@ def _allowed_functions() -> dict[str, Callable[..., Any]]:
     return {name: _AllowedFunction(name, fn) for name, fn in functions.items()}
 
 
-# The complete allow-list: the globals of an EG3D snapshot (eg3d.md §4.2, "[verified]").
+# The complete allow-list: the globals of an EG3D snapshot (docs/method/eg3d.md §4.2, "[verified]").
 ALLOWED_GLOBALS: dict[str, Any] = {
     **_allowed_functions(),
     "collections.OrderedDict": OrderedDict,
@@ -263,7 +264,7 @@ def read_eg3d_snapshot(path: str | Path) -> EG3DSnapshot:
 
     Raises :class:`UnsafePickleError` if the file references anything but tensors, EG3D's
     persistent-object records and plain data, and :class:`CheckpointError` if it is not a
-    readable EG3D snapshot or fails the structural checks of eg3d.md §4.3 step 3.
+    readable EG3D snapshot or fails the structural checks of docs/method/eg3d.md §4.3 step 3.
     """
     path = Path(path)
     data, globals_seen, sha256 = _unpickle(path)
@@ -446,10 +447,10 @@ def _to_plain(value: Any, where: str) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# Structural checks (eg3d.md §4.3 step 3)
+# Structural checks (docs/method/eg3d.md §4.3 step 3)
 # ---------------------------------------------------------------------------------------------
 def _expected_fully_connected(prefix: str, network: dict[str, Any]) -> tuple[str, float] | None:
-    """(activation, lr multiplier) EG3D gives the FullyConnectedLayer at `prefix` (eg3d.md §3.1)."""
+    """(activation, lr multiplier) EG3D gives the FullyConnectedLayer at `prefix` (docs/method/eg3d.md §3.1)."""
     init_kwargs = network["init_kwargs"]
     parent, _, leaf = prefix.rpartition(".")
     if leaf == "affine":
@@ -481,7 +482,7 @@ def _validate(name: str, network: _Network) -> list[str]:
                             f"expected one of {sorted(SUPERRESOLUTION_SPECS)}")
         blocks = [p for p in modules if re.fullmatch(r"backbone\.synthesis\.b\d+", p)]
         mapping = attributes.get("backbone.mapping", {})
-        if mapping.get("num_ws") != 2 * len(blocks):  # one w per conv, plus the last torgb (eg3d.md §3.6)
+        if mapping.get("num_ws") != 2 * len(blocks):  # one w per conv, plus the last torgb (docs/method/eg3d.md §3.6)
             problems.append(f"{name}.backbone.mapping.num_ws: {mapping.get('num_ws')!r}, expected "
                             f"{2 * len(blocks)} for {len(blocks)} synthesis blocks")
         beta = (meta["init_kwargs"].get("mapping_kwargs") or {}).get("w_avg_beta", 0.998)
@@ -491,7 +492,7 @@ def _validate(name: str, network: _Network) -> list[str]:
         axes = states.get("renderer", {}).get("plane_axes")
         if not (isinstance(axes, torch.Tensor) and axes.shape == PLANE_AXES.shape
                 and torch.equal(axes.float(), PLANE_AXES)):
-            problems.append(f"{name}.renderer.plane_axes: not EG3D's fixed matrices (eg3d.md §3.8)")
+            problems.append(f"{name}.renderer.plane_axes: not EG3D's fixed matrices (docs/method/eg3d.md §3.8)")
     elif meta["class_name"] != "DualDiscriminator":
         return [f"{name}: class {meta['class_name']!r}, expected EG3D's 'DualDiscriminator'"]
     for prefix, class_name in modules.items():

@@ -1,4 +1,4 @@
-"""EG3D's hybrid super-resolution modules (8XDC, 8X, 4X, 2X), eg3d.md §3.12.
+"""EG3D's hybrid super-resolution modules (8XDC, 8X, 4X, 2X), docs/method/eg3d.md §3.12.
 
 One class covers all four: they differ only in input resolution, block widths, whether the first
 block upsamples, and when the input is resized (see `SUPERRESOLUTION_SPECS`).
@@ -35,7 +35,7 @@ class SuperResolution(nn.Module):
         self.img_resolution = img_resolution
         self.sr_antialias = sr_antialias
         use_fp16 = sr_num_fp16_res > 0
-        conv_clamp = 256 if use_fp16 else None  # eg3d.md §7.11: the clamp applies in fp32 too
+        conv_clamp = 256 if use_fp16 else None  # docs/method/eg3d.md §7.11: the clamp applies in fp32 too
         res0 = spec.input_resolution * (2 if spec.upsample[0] else 1)
         block0_cls = SynthesisBlock if spec.upsample[0] else SynthesisBlockNoUp
         self.block0 = block0_cls(channels, spec.channels[0], w_dim=w_dim, resolution=res0, img_channels=3,
@@ -61,7 +61,7 @@ class SuperResolution(nn.Module):
         """Returns (image [N,3,H,H], raw image as EG3D returns it).
 
         Quirk reproduced: EG3D's 2X/4X modules add block0's ToRGB output *in place* into the raw
-        image when the input is not resized, so their `image_raw` is rgb + torgb0 (eg3d.md §3.12).
+        image when the input is not resized, so their `image_raw` is rgb + torgb0 (docs/method/eg3d.md §3.12).
         """
         ws = ws[:, -1:, :].repeat(1, 3, 1)  # (N, 3, w_dim)
         size = x.shape[-1]

@@ -1,4 +1,4 @@
-"""EG3D's tri-plane generator, weight-compatible with NVIDIA's checkpoints (eg3d.md §3.13).
+"""EG3D's tri-plane generator, weight-compatible with NVIDIA's checkpoints (docs/method/eg3d.md §3.13).
 
 Example (tiny random generator, CPU)::
 
@@ -85,7 +85,7 @@ class TriPlaneGenerator(nn.Module):
 
     # ------------------------------------------------------------------ tri-planes
     def planes(self, ws: Tensor, **synthesis_kwargs) -> Tensor:  # [N, num_ws, w_dim] -> [N, 3, C, H, W]
-        """Run the backbone once and view its output as the three feature planes (eg3d.md §3.7)."""
+        """Run the backbone once and view its output as the three feature planes (docs/method/eg3d.md §3.7)."""
         planes = self.backbone.synthesis(ws, **synthesis_kwargs)
         return planes.view(len(planes), 3, self.plane_features, planes.shape[-2], planes.shape[-1])
 

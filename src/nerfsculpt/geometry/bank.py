@@ -8,7 +8,7 @@ A bank is a directory::
     bank/seeds/020000/
         sigma.safetensors           "sigma"  float16 [R, R, R], raw sigma on the grid, [x, y, z] order
         slab.safetensors            "slab"   float16 [128, 141, 129], raw sigma of the reward slab,
-                                             (X, Y, Z) order (reference_method.md §1.2-1.3; the reward
+                                             (X, Y, Z) order (docs/method/reference_method.md §1.2-1.3; the reward
                                              model's (Z, Y, X) layout is `slab.slab_to_model_order`)
         mesh.glb, mesh.glb.json     iso-surface sigma = 10 in world units + its extraction sidecar
         depth.safetensors           "depth"  float32 [3, 1, 128, 128] from the dmap cameras (§2.1),
@@ -18,7 +18,7 @@ A bank is a directory::
         rgb.png                     the generator's image from the canonical camera
         meta.json                   written last: the seed and the size and sha256 of every file
 
-Seed ``s`` means ``z = numpy.random.RandomState(s).randn(1, z_dim)`` (reference_method.md §0.2), mapped
+Seed ``s`` means ``z = numpy.random.RandomState(s).randn(1, z_dim)`` (docs/method/reference_method.md §0.2), mapped
 with the canonical camera as conditioning (§0.3) and truncated with ``psi`` over the first
 ``truncation_cutoff`` ws (default all of them, EG3D FFHQ: 14).
 
@@ -59,6 +59,7 @@ from nerfsculpt import __version__
 from nerfsculpt.atomic import png_bytes, remove_temporaries, write_atomic
 from nerfsculpt.camera import AVG_CAMERA_PIVOT, AVG_CAMERA_RADIUS, FOCAL_PAPER
 from nerfsculpt.distributed import world
+from nerfsculpt.errors import NerfsculptError
 from nerfsculpt.geometry.slab import REWARD_SLAB, SlabSpec
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ MESH_BORDERS = ("eg3d", "legacy_sigma10", "none")
 GRIDS = ("exact", "eg3d")  # geometry.grid.grid_coordinates / grid_coordinates_eg3d
 
 
-class BankError(ValueError):
+class BankError(NerfsculptError, ValueError):
     """The bank cannot be written or read as asked; the message says what to do instead."""
 
 

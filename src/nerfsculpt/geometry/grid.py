@@ -1,4 +1,4 @@
-"""Regular sampling grids over the tri-plane box [-L/2, L/2]^3 (reference_method.md §0.4).
+"""Regular sampling grids over the tri-plane box [-L/2, L/2]^3 (docs/method/reference_method.md §0.4).
 
 Array order, used by every geometry function of nerfsculpt: voxel ``(i, j, k)`` sits at world
 ``(x, y, z) = (-L/2 + i L/(N-1), -L/2 + j L/(N-1), -L/2 + k L/(N-1))`` and the flat index is
@@ -10,8 +10,8 @@ Two coordinate builders:
 
 - :func:`grid_coordinates` (default everywhere): exact, computed from integer indices.
 - :func:`grid_coordinates_eg3d`: EG3D's ``create_samples``, bit for bit, with its float32 index
-  artefacts (eg3d.md §3.15). The reference's reward slab was sampled on this grid too
-  (reference_method.md §1.2 builds it with ``create_samples``); use it to reproduce NVIDIA's shapes
+  artefacts (docs/method/eg3d.md §3.15). The reference's reward slab was sampled on this grid too
+  (docs/method/reference_method.md §1.2 builds it with ``create_samples``); use it to reproduce NVIDIA's shapes
   or the reference's sigma slabs exactly.
 
 Example, evaluating a field in bounded memory::
@@ -99,7 +99,7 @@ def grid_coordinates_eg3d(
     indices: Tensor | None = None,  # [M] int64 flat indices; None = the whole grid
     device: torch.device | str | None = None,
 ) -> Tensor:  # [M, 3] float32 (x, y, z)
-    """EG3D's ``create_samples`` grid, reproduced bit for bit in float32 (eg3d.md §3.15).
+    """EG3D's ``create_samples`` grid, reproduced bit for bit in float32 (docs/method/eg3d.md §3.15).
 
     EG3D takes the flat index ``n`` as a float32 ``t`` and derives the slow indices with float
     division and a floored remainder: ``s2 = n mod N`` (exact), ``s1 = (t/N) mod N`` and

@@ -5,7 +5,7 @@ with the grid convention of ``geometry.grid``: voxel index ``(i, j, k)`` of the 
 array maps to ``(-L/2 + i L/(N-1), -L/2 + j L/(N-1), -L/2 + k L/(N-1))``; marching-cubes vertices
 (fractional indices) use the same affine map. No axis is transposed. (EG3D gen_samples.py and the
 reference's figure meshes instead flip X, transpose to (Z, Y, X) and keep voxel units or 1/N
-spacing, reference_method.md §7.9; this module writes world-unit (x, y, z) meshes only.)
+spacing, docs/method/reference_method.md §7.9; this module writes world-unit (x, y, z) meshes only.)
 
 Example::
 
@@ -64,9 +64,9 @@ class Border:
 
 
 BORDER_PRESETS: dict[str, Border] = {
-    # gen_samples.py: int(30 N / 256) voxels on all six faces (eg3d.md §3.15, step 5).
+    # gen_samples.py: int(30 N / 256) voxels on all six faces (docs/method/eg3d.md §3.15, step 5).
     "eg3d": Border(30, 30, 30, 30, 30, 30),
-    # The reference's user-study / figure meshes (reference_method.md §7.9, `_apply_face_padding`):
+    # The reference's user-study / figure meshes (docs/method/reference_method.md §7.9, `_apply_face_padding`):
     # 60 voxels on both X faces, 30 on both Y faces, 80 behind the head and 30 in front, at 256.
     # The reference also flips X (pass flip_x=True to reproduce its sigma array exactly).
     "legacy_sigma10": Border(60, 60, 30, 30, 80, 30),

@@ -2,7 +2,7 @@
 
 What is drawn: the iso-surface ``sigma = level`` (10 by default) of the raw sigma cube, after
 clearing the same border as the meshes (``mesh.BORDER_PRESETS``). That is exactly the surface of
-the meshes of EG3D and the reference (level 10, reference_method.md §7.9) and of the field the
+the meshes of EG3D and the reference (level 10, docs/method/reference_method.md §7.9) and of the field the
 reward sees, seen from ``camera.annotation_views()``. Why not EG3D's depth image: its depth is an
 opacity-weighted average, which smears foreground and background at silhouettes and through hair,
 and it is stochastic; the iso-surface is sharp, deterministic and the same as the mesh.
@@ -276,7 +276,7 @@ def render_geometry(
 
 
 def image_to_uint8(images: Tensor) -> np.ndarray:  # [N, 3, H, W] in [-1, 1] -> [N, H, W, 3] uint8
-    """EG3D's conversion ``(x * 127.5 + 128).clamp(0, 255)`` truncated to uint8 (eg3d.md §3.15)."""
+    """EG3D's conversion ``(x * 127.5 + 128).clamp(0, 255)`` truncated to uint8 (docs/method/eg3d.md §3.15)."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images [N, 3, H, W], got {tuple(images.shape)}")
     return (images.detach() * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

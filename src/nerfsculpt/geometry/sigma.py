@@ -1,6 +1,6 @@
 """Raw sigma of a tri-plane generator on regular grids: the full cube and the reward slab.
 
-"sigma" is the raw channel 0 of EG3D's OSG decoder, no softplus, no shift (reference_method.md
+"sigma" is the raw channel 0 of EG3D's OSG decoder, no softplus, no shift (docs/method/reference_method.md
 §0.1). Grids follow ``geometry.grid``: the cube [-L/2, L/2]^3 with L = ``box_warp``, array order
 [x, y, z]. Uses in the reference: the 256^3 reward slab (§1.2, :func:`reward_slab`), the 64^3
 consistency cube of fine-tuning (§5.4, ``sigma_grid(G, ws, resolution=64, differentiable=True)``),
@@ -9,9 +9,9 @@ the 256^3 / 512^3 mesh cubes (§7.9).
 How it differs from the reference, with identical values (up to float rounding):
 
 - The backbone runs once per latent; the reference re-ran mapping + backbone for every chunk of
-  1M points (§1.1, eg3d.md §3.15).
+  1M points (§1.1, docs/method/eg3d.md §3.15).
 - Tri-plane factorisation: on a grid, plane XY at voxel (i, j, k) depends on (i, j) only, plane XZ
-  on (i, k), plane ZX on (k, i) (eg3d.md §3.8). Each plane is therefore sampled on a 2-D grid once
+  on (i, k), plane ZX on (k, i) (docs/method/eg3d.md §3.8). Each plane is therefore sampled on a 2-D grid once
   and the three tables are broadcast-summed per chunk: 3 R^2 bilinear lookups instead of 3 R^3.
   EG3D's ``create_samples`` grid (``eg3d_grid=True``) is not separable and is sampled point by point.
 - Memory is bounded by ``chunk_points``: coordinates are never materialised for the whole grid,
@@ -36,6 +36,7 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
+from nerfsculpt.errors import NerfsculptError
 from nerfsculpt.generator.rendering import PLANE_COORDINATE_AXES, sample_from_planes
 from nerfsculpt.geometry.grid import box_flat_indices, grid_coordinates_eg3d, index_to_world
 from nerfsculpt.geometry.slab import REWARD_SLAB, SlabSpec
@@ -43,7 +44,7 @@ from nerfsculpt.geometry.slab import REWARD_SLAB, SlabSpec
 IndexRanges = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # half-open (lo, hi) along X, Y, Z
 
 
-class NonFiniteSigmaError(ValueError):
+class NonFiniteSigmaError(NerfsculptError, ValueError):
     """Sigma contains NaN or Inf for at least one latent."""
 
 
@@ -79,7 +80,7 @@ def _check_ws(G: nn.Module, ws: Tensor) -> None:
 
 
 def _decode_sigma(G: nn.Module, features: Tensor) -> Tensor:  # [n, C] plane-mean features -> [n]
-    # OSGDecoder's MLP; its output channel 0 is the raw sigma (eg3d.md §3.9). Skipping the colour
+    # OSGDecoder's MLP; its output channel 0 is the raw sigma (docs/method/eg3d.md §3.9). Skipping the colour
     # head (sigmoid over 32 channels) saves a third of the decoder time.
     return G.decoder.net(features)[:, 0]
 
@@ -272,7 +273,7 @@ def reward_slab(
     seeds: Sequence[int] | None = None,
     planes: Tensor | None = None,
 ) -> Tensor:  # [N, *spec.shape] = [N, 128, 141, 129] raw sigma, [x, y, z] order
-    """Raw sigma on the reward slab's points only (2.3M of the 16.7M at 256, reference_method.md §1.2).
+    """Raw sigma on the reward slab's points only (2.3M of the 16.7M at 256, docs/method/reference_method.md §1.2).
 
     Equals ``crop_reward_slab(sigma_grid(G, ws, spec.resolution, eg3d_grid=eg3d_grid, ...), spec)``
     exactly; arguments as in :func:`sigma_grid`. Normalisation and model order are

@@ -1,4 +1,4 @@
-"""The reward slab: the crop of the sigma cube that the reward model sees (reference_method.md §1.2-1.3).
+"""The reward slab: the crop of the sigma cube that the reward model sees (docs/method/reference_method.md §1.2-1.3).
 
 Pipeline of the reference, for one latent:
 
@@ -32,7 +32,7 @@ from nerfsculpt.geometry.grid import box_flat_indices, grid_coordinates, grid_co
 def pad_voxels(fraction: float, resolution: int) -> int:
     """Voxels trimmed by a pad fraction: ``int(fraction * resolution)``, a result of 0 becomes 1.
 
-    Same rule as the reference's ``cpad`` (reference_method.md §1.2): even a zero pad trims one voxel.
+    Same rule as the reference's ``cpad`` (docs/method/reference_method.md §1.2): even a zero pad trims one voxel.
     """
     return max(int(fraction * resolution), 1)
 
@@ -105,7 +105,7 @@ class SlabSpec:
 
 
 REWARD_SLAB = SlabSpec()
-"""The reference's crop, ``pads_vals_entire.yaml`` at 256^3 (reference_method.md §1.2)."""
+"""The reference's crop, ``pads_vals_entire.yaml`` at 256^3 (docs/method/reference_method.md §1.2)."""
 
 
 def reward_slab_coordinates(
@@ -117,7 +117,7 @@ def reward_slab_coordinates(
 
     The default (``eg3d_grid=True``) returns exactly the points the reference evaluated: EG3D's
     ``create_samples`` grid, whose float32 index arithmetic shifts x and y by up to ~0.9 voxel
-    (eg3d.md §3.15). The released reward model was trained on sigma at those points, so scores
+    (docs/method/eg3d.md §3.15). The released reward model was trained on sigma at those points, so scores
     are only comparable with them. ``eg3d_grid=False`` gives the exact grid.
     """
     indices = spec.flat_indices(device=device)  # (X*Y*Z,)
@@ -143,7 +143,7 @@ def normalise_slab_0_100(slab: Tensor) -> Tensor:
     """Per-sample min-max normalisation to [0, 100] over the last three (spatial) dims.
 
     ``x -> (x - min x) / (max x - min x) * 100``, min and max over the whole slab of each sample
-    (every leading index is one sample), no epsilon, no clamp (reference_method.md §1.3, the
+    (every leading index is one sample), no epsilon, no clamp (docs/method/reference_method.md §1.3, the
     reference's ``normalise_sigma_self``). Gradients flow through the min and max, as in
     fine-tuning (§5.3). A constant slab, for which the reference returns NaN, raises ``ValueError``.
     """
@@ -160,7 +160,7 @@ def normalise_slab_0_100(slab: Tensor) -> Tensor:
 
 
 def slab_to_model_order(slab_xyz: Tensor) -> Tensor:
-    """[..., X, Y, Z] -> [..., Z, Y, X]: the reward model's layout (reference_method.md §1.3).
+    """[..., X, Y, Z] -> [..., Z, Y, X]: the reward model's layout (docs/method/reference_method.md §1.3).
 
     The reference's ``permute(2, 1, 0)`` on the last three dims (its comment says "Z,X,Y"; the
     actual order is Z, Y, X). At 256: [..., 128, 141, 129] -> [..., 129, 141, 128].

@@ -1,12 +1,12 @@
-"""Depth maps and point clouds of a tri-plane generator (reference_method.md §2).
+"""Depth maps and point clouds of a tri-plane generator (docs/method/reference_method.md §2).
 
 Depth is EG3D's volume-rendered depth (``image_depth``): the opacity-normalised expected distance
-along the unit ray, in world units, clamped to the sampled depth range (eg3d.md §3.11.6).
+along the unit ray, in world units, clamped to the sampled depth range (docs/method/eg3d.md §3.11.6).
 
 Differences from the reference, on purpose:
 
 - Every view of a latent is rendered from that latent's ws. The reference's depth data drew three
-  *different* latents for its three views (reference_method.md §2.1); this module cannot.
+  *different* latents for its three views (docs/method/reference_method.md §2.1); this module cannot.
 - The backbone runs once per latent for all views (``G.synthesis`` per view would rerun it).
 - Rendering is deterministic by default (stratum centres, evenly spaced importance quantiles,
   ``generator/rendering.py``), so a seed's depth map is reproducible; ``deterministic=False``
@@ -97,7 +97,7 @@ def subsample_points(
     mode: Literal["linspace", "random"] = "linspace",
     generator: torch.Generator | None = None,
 ) -> Tensor:  # [N, n, 3]
-    """Pick ``n`` of the ``P`` points of each cloud (reference_method.md §2.3).
+    """Pick ``n`` of the ``P`` points of each cloud (docs/method/reference_method.md §2.3).
 
     ``'linspace'`` (the reference's evaluation transform): indices ``round(linspace(0, P-1, n))``,
     the same for every cloud. ``'random'`` (its training transform): the first ``n`` of a random

@@ -3,7 +3,7 @@
 Import (each file in one transaction: a bad row changes nothing and the error names the line; a CSV
 without questions is refused, so that it does not leave an empty study behind):
 
-- **ranked seeds CSV**, the paper's ``rankedseedsall.csv`` (``reference_method.md`` §3.1): an unnamed
+- **ranked seeds CSV**, the paper's ``rankedseedsall.csv`` (``docs/method/reference_method.md`` §3.1): an unnamed
   index column and ``rank1`` (winner seed), ``rank2`` (loser seed); one question of two items and
   one best/worst answer per row. The seeds are ``ffhq512-128.pkl`` G_ema samples at psi 1.0,
   cutoff 14, const noise, canonical camera (the defaults of :func:`import_ranked_seeds`).

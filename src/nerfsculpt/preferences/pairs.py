@@ -8,7 +8,7 @@ A **ranked list** is an ordered list of items, best first, from one answer:
 
 "Can't decide" answers give no list (ties are skipped). The pairs of a list are all
 ``C(k, 2)`` ``(i, j)`` with i ranked above j (``list_pairs``): one pair for best/worst, three for
-an anchored list ``[x_HQ, winner, loser]`` (§3.3-3.4 of ``reference_method.md``).
+an anchored list ``[x_HQ, winner, loser]`` (§3.3-3.4 of ``docs/method/reference_method.md``).
 
 Example::
 

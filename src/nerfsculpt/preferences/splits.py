@@ -1,6 +1,6 @@
 """Seeded train / val / test partitions, reproducing the reference code's exactly.
 
-The reference (``reference_method.md`` §3.5) splits the ranking rows with scikit-learn's
+The reference (``docs/method/reference_method.md`` §3.5) splits the ranking rows with scikit-learn's
 ``train_test_split(rows, test_size=0.30, train_size=0.70, random_state=42)`` and the 30 % again
 50/50 with ``random_state=42``; the anchors (§3.3) with integer sizes 700 / 300 then 150 / 150.
 scikit-learn's shuffle split draws ``numpy.random.RandomState(seed).permutation(n)``, takes the

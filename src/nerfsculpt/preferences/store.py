@@ -5,7 +5,7 @@ Vocabulary (``docs/preferences.md``):
 - an **item** is one geometry to judge: which generator (an id and a content hash), which latent
   (seed), how it was sampled (truncation psi and cutoff, noise mode), how it is shown (a view /
   extraction spec) and its kind, ``regular`` or ``anchor`` (a high-quality reference, §3.3 of
-  ``reference_method.md``);
+  ``docs/method/reference_method.md``);
 - a **question** shows 2-6 items of one **study** in a fixed order (slots 0..k-1);
 - an **answer** is one annotator's verdict on a question: best and worst item, optionally a full
   ranking best -> worst, or "can't decide"; with a timestamp and the UI version.
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from nerfsculpt.atomic import temporary_path
+from nerfsculpt.errors import NerfsculptError
 
 SCHEMA_VERSION = 1
 """Current schema; databases of older versions are migrated when opened (``_MIGRATIONS``)."""
@@ -54,7 +55,7 @@ MAX_NAME = 200
 """Longest annotator or study name accepted."""
 
 
-class PreferenceError(ValueError):
+class PreferenceError(NerfsculptError, ValueError):
     """Base class of the store's errors; the message says what to do."""
 
 

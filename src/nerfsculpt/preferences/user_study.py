@@ -1,4 +1,4 @@
-"""User-study (A/B) statistics: the paper's Table 3 and its tests (paper §4.2.1; reference_method.md §7.10).
+"""User-study (A/B) statistics: the paper's Table 3 and its tests (paper §4.2.1; docs/method/reference_method.md §7.10).
 
 Each answer of an ``ab`` study picks the tuned generator's geometry, the original's, or neither
 ("no preference", stored as can't-decide). Reported:

@@ -5,7 +5,7 @@ sigma reward (``reward.heads``), so losses, training and evaluation are shared. 
 raw inputs (as a sample bank stores them) into the network input, ``outputs`` returns the
 embedding, reward and Bradley-Terry strength.
 
-- :class:`DepthResNetReward` (reference_method.md §2.2, §4.8): each view [1, H, W] (distance along
+- :class:`DepthResNetReward` (docs/method/reference_method.md §2.2, §4.8): each view [1, H, W] (distance along
   the ray) is resized to 224^2 (bilinear), mapped by ``d -> 1 - (d - 2.25) / (3.3 - 2.25)`` (near =
   bright; no clamp, no ImageNet statistics), replicated to 3 channels and encoded by a ResNet-50 to
   its 2048-d average-pooled feature; the views' features are concatenated (2048 or 6144). The
@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from nerfsculpt.reward.heads import HeadsConfig, NetworkConfig, RewardHeads, RewardOutputs
 
 DEPTH_NEAR, DEPTH_FAR = 2.25, 3.3
-"""EG3D FFHQ ray bounds used to normalise depth (reference_method.md §2.2)."""
+"""EG3D FFHQ ray bounds used to normalise depth (docs/method/reference_method.md §2.2)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -98,7 +98,10 @@ class ResNet50Features(nn.Module):
 
 
 def prepare_depth(depth: Tensor, size: int = 224) -> Tensor:  # [S, V, 1, H, W] -> [S*V, 3, size, size]
-    """Depth maps to ResNet input: resize, ``1 - (d - 2.25) / 1.05``, 3 channels (reference_method.md §2.2)."""
+    """Depth maps to ResNet input: resize, ``1 - (d - 2.25) / 1.05``, 3 channels.
+
+    See docs/method/reference_method.md §2.2.
+    """
     assert depth.ndim == 5 and depth.shape[2] == 1, f"expected depth maps [S, V, 1, H, W], got {tuple(depth.shape)}"
     if not bool(torch.isfinite(depth).all()):
         raise ValueError("the depth maps contain NaN or infinite values")

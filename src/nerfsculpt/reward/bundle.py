@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from nerfsculpt import __version__
 from nerfsculpt.atomic import atomic_directory
+from nerfsculpt.errors import NerfsculptError
 from nerfsculpt.geometry.slab import SlabSpec, crop_reward_slab
 from nerfsculpt.reward.baselines import DepthResNetReward, DepthRewardConfig, PointReward, PointRewardConfig
 from nerfsculpt.reward.ensemble import RewardEnsemble
@@ -46,17 +47,20 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 REPRESENTATIONS = ("sigma_slab", "depth_single", "depth_triple", "points")
 """Inputs a reward reads: the sigma slab, the canonical depth map, the three depth maps (yaw +1, 0,
--1 rad), a point cloud from the canonical depth map (reference_method.md §1-§2)."""
+-1 rad), a point cloud from the canonical depth map (docs/method/reference_method.md §1-§2)."""
 NORMALISATIONS = ("min_max_0_100",)
 
 
-class BundleError(ValueError):
+class BundleError(NerfsculptError, ValueError):
     """A reward bundle is missing, malformed, or does not fit the requested use."""
 
 
 @dataclass(frozen=True)
 class Extraction:
-    """What a reward reads and how it was produced (defaults: the paper's sigma slab, reference_method.md §1)."""
+    """What a reward reads and how it was produced.
+
+    Defaults: the paper's sigma slab (docs/method/reference_method.md §1).
+    """
 
     representation: str = "sigma_slab"
     """Input kind; ``sigma_slab`` = the cropped 256^3 sigma cube."""

@@ -5,7 +5,7 @@ sigma slab [X, Y, Z] that its generator produces on the bundle's slab (``Extract
 as ``reward.scoring`` samples it. Two sources:
 
 - :class:`GeneratorSlabs`: computed on demand from the generator, kept as float16 (the reference
-  stores its training slabs as float16 too, reference_method.md §1.3): with ``cache_dir`` on disk,
+  stores its training slabs as float16 too, docs/method/reference_method.md §1.3): with ``cache_dir`` on disk,
   one safetensors file per item, reused by later runs (``reward train`` always uses one); without,
   in memory;
 - :class:`BankInputs`: read from sample banks (``nerfsculpt sample --what slab|depth|points``),

@@ -1,4 +1,6 @@
-"""The reward's MLPs: the global embedding and the scalar, Bradley-Terry and pair heads (reference_method.md §4.3).
+"""The reward's MLPs: the global embedding and the scalar, Bradley-Terry and pair heads.
+
+See docs/method/reference_method.md §4.3.
 
 Every representation (sigma slab, depth maps, point cloud) ends in the same stack: a global feature
 vector -> :class:`RewardMLP` -> the 512-d embedding f -> three heads:
@@ -26,7 +28,7 @@ class RewardMLP(nn.Module):
     """Linear -> x2 -> (Linear -> Softplus) per further hidden size -> Linear.
 
     The reference's MLP with ``residual=True`` and two hidden sizes adds the first layer's output to
-    itself (reference_method.md §4.3): ``a = input_layer(x)`` enters the hidden layers as ``2a``,
+    itself (docs/method/reference_method.md §4.3): ``a = input_layer(x)`` enters the hidden layers as ``2a``,
     without an activation. Kept exactly, so released weights score identically.
     """
 

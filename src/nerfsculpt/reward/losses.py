@@ -1,4 +1,4 @@
-"""Reward-model objectives (reference_method.md §3.4, §4.5-§4.6; paper Eq. 4).
+"""Reward-model objectives (docs/method/reference_method.md §3.4, §4.5-§4.6; paper Eq. 4).
 
 A training item is a ranking of K geometries, best first: [x_HQ > x_w > x_l] (K = 3, with the
 high-quality anchor) or [x_w > x_l] (K = 2). Its pairs are every (i, j) with i < j, "i preferred";
@@ -86,7 +86,7 @@ def strength_l2(log_strengths: Tensor, lengths: Tensor) -> Tensor:
 
 def pair_head_loss(logits_forward: Tensor, logits_backward: Tensor, lengths: Tensor,
                    one_order: Tensor | None = None) -> Tensor:
-    """Pair-head cross-entropy (reference_method.md §4.6, term 1).
+    """Pair-head cross-entropy (docs/method/reference_method.md §4.6, term 1).
 
     ``logits_forward`` [B, P, 2]: the head on (x_i, x_j) for every pair i < j (target class 0);
     ``logits_backward`` [B, P, 2]: on (x_j, x_i) (target class 1). Each pair's loss is the mean of
@@ -145,7 +145,7 @@ class LossWeights:
 PAPER_WEIGHTS = LossWeights()
 """Paper §3.2: L_w (Eq. 4) + 1e-2 L1 reconstruction."""
 REFERENCE_WEIGHTS = LossWeights(scalar=1e-3, strength=1e-3, strength_l2=1e-8, pairs=1.0, reconstruction=0.0)
-"""What the reference code optimises (reference_method.md §4.6; its reconstruction term is inert)."""
+"""What the reference code optimises (docs/method/reference_method.md §4.6; its reconstruction term is inert)."""
 
 
 def weights_for(objective: str) -> LossWeights:

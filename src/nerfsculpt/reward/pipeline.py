@@ -5,7 +5,7 @@ Used by ``nerfsculpt reward train`` and ``reward eval`` so both see the same par
 - answers of one study -> ranked lists (``best_worst``, the paper, or ``full`` rankings);
 - split by question (the reference's seeded 70/15/15 partition: 3,042 / 652 / 652 on the paper's
   data) or by annotator;
-- anchors per partition: seeds 100000-100999 at psi 0.25 split 700/150/150 (reference_method.md
+- anchors per partition: seeds 100000-100999 at psi 0.25 split 700/150/150 (docs/method/reference_method.md
   §3.3), as items of the study's generator;
 - the extraction (slab crop, grid, latent rules) recorded in the bundle.
 """

@@ -1,4 +1,4 @@
-"""Import the paper's released reward (reference_method.md §8) into a nerfsculpt bundle.
+"""Import the paper's released reward (docs/method/reference_method.md §8) into a nerfsculpt bundle.
 
 The release is a directory with ``best_model.pt`` (a plain ``state_dict``, or a Lightning checkpoint
 holding one under ``state_dict``) and ``run_config.yaml`` (``release_config.yaml`` is accepted too).

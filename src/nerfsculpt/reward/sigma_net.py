@@ -1,4 +1,4 @@
-"""The sigma-field reward network: the reference's ``sfield_256`` model (reference_method.md §4.1-§4.5).
+"""The sigma-field reward network: the reference's ``sfield_256`` model (docs/method/reference_method.md §4.1-§4.5).
 
 Input: the normalised reward slab [N, 1, Z, Y, X] = [N, 1, 129, 141, 128] (``geometry.slab``:
 crop, 0-100 min-max per sample, (Z, Y, X) order). Then:
@@ -59,7 +59,7 @@ class SigmaRewardConfig(NetworkConfig):
 
 
 def sigma_input(slab_xyz: Tensor) -> Tensor:  # [N, X, Y, Z] raw sigma -> [N, 1, Z, Y, X]
-    """The sigma reward's input: min-max 0-100 per slab, (Z, Y, X) order (reference_method.md §1.3),
+    """The sigma reward's input: min-max 0-100 per slab, (Z, Y, X) order (docs/method/reference_method.md §1.3),
     in the default floating dtype (float32 unless changed with ``torch.set_default_dtype``)."""
     assert slab_xyz.ndim == 4, f"expected raw sigma slabs [N, X, Y, Z], got {tuple(slab_xyz.shape)}"
     if not bool(torch.isfinite(slab_xyz).all()):

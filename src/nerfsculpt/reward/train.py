@@ -1,4 +1,4 @@
-"""Train and evaluate the sigma reward on ranked lists (reference_method.md §3-§4; paper §3.2, Table 1).
+"""Train and evaluate the sigma reward on ranked lists (docs/method/reference_method.md §3-§4; paper §3.2, Table 1).
 
 One training item is a ranked list of slabs, best first: [x_HQ > x_w > x_l] with the high-quality
 anchor (a fresh anchor draw each epoch), or [x_w > x_l]. A step forwards every slab of ``batch``
@@ -15,7 +15,7 @@ epoch 3 on, a quirk not reproduced: ours stays deterministic).
 Accuracy (Table 1, :func:`evaluate`): "all pairs" = the 3 pairs of every anchored test list,
 "regular only" = the (winner, loser) pair alone; a pair is correct when the scalar reward orders it
 as the annotator did (and, when the objective trains it, when the pair head does: the reference's
-table uses the pair head, reference_method.md §3.6). Ties count as wrong. Exact (Clopper-Pearson)
+table uses the pair head, docs/method/reference_method.md §3.6). Ties count as wrong. Exact (Clopper-Pearson)
 95 % intervals.
 
 Runs are resumable: ``OUT/checkpoint`` (weights, Adam moments, loop state) is written every
@@ -70,7 +70,7 @@ HEADS = ("scalar", "pair_head")
 
 @dataclass
 class RewardTrainConfig:
-    """Optimisation of the reward (defaults: the paper's, reference_method.md §4.7)."""
+    """Optimisation of the reward (defaults: the paper's, docs/method/reference_method.md §4.7)."""
 
     objective: str = "paper"
     """``paper`` (Eq. 4 + 1e-2 L1 reconstruction) or ``reference`` (what the reference code optimises)."""

@@ -1,4 +1,4 @@
-"""The sigma reward's backbone: a squeeze-and-excitation residual 3-D U-Net (reference_method.md §4.2).
+"""The sigma reward's backbone: a squeeze-and-excitation residual 3-D U-Net (docs/method/reference_method.md §4.2).
 
 Written here in plain PyTorch (the reference imports its blocks from ``pytorch-3dunet``, which
 hard-requires torchvision). Submodule names follow that package's, so a reference ``state_dict``

@@ -1,6 +1,6 @@
 """Simulated annotators: rank a question of 2-6 geometries from oracle scores, with human-like noise.
 
-A question is K in [2, 6] items (the paper's ranking app shows up to six, reference_method.md §6); an
+A question is K in [2, 6] items (the paper's ranking app shows up to six, docs/method/reference_method.md §6); an
 annotator orders them best -> worst. The simulation is a random-utility model:
 
 - utility of item i: ``u_i = -sum_k e_k d_ik`` from the oracle's per-defect scores ``d`` [K, 5]
@@ -41,7 +41,7 @@ import numpy as np
 from nerfsculpt.synthetic.heads import DEFECTS  # the oracle's score columns: bumps, nose, holes, floaters, asymmetry
 
 MIN_ITEMS, MAX_ITEMS = 2, 6
-"""Items per question: the paper's app shows up to six candidates (reference_method.md §6)."""
+"""Items per question: the paper's app shows up to six candidates (docs/method/reference_method.md §6)."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ def paper_annotator(temperature: float = 1.0, seed: int = 0) -> SimulatedAnnotat
     """The paper's setting: one annotator, all defects weighed equally, every question ranked.
 
     The paper's single annotator ranked questions of up to six candidates best -> worst and no
-    "can't decide" option appears in its records (reference_method.md §3.1, §6). How noisy that
+    "can't decide" option appears in its records (docs/method/reference_method.md §3.1, §6). How noisy that
     person was is unknown: ``temperature`` is a simulation knob, in the oracle's utility units.
     """
     return SimulatedAnnotator("paper", temperature=temperature, emphasis=None, cant_decide_rate=0.0, seed=seed)

@@ -1,6 +1,6 @@
 """The discriminator's "real images": renders of defect-free procedural heads in EG3D's dataset format.
 
-Format (eg3d.md §5.1, as EG3D's ``dataset_tool.py`` writes it): an uncompressed (ZIP_STORED) zip of
+Format (docs/method/eg3d.md §5.1, as EG3D's ``dataset_tool.py`` writes it): an uncompressed (ZIP_STORED) zip of
 uncompressed PNGs named ``%05d/img%08d.png`` (folder = the first five digits of the 8-digit index)
 and ``dataset.json`` = ``{"labels": [[name, [25 floats]], ...]}``, a label being the row-major 4x4
 OpenCV cam2world followed by the row-major 3x3 intrinsics normalised by the image size. nerfsculpt
@@ -54,6 +54,7 @@ from nerfsculpt.camera import (
     look_at_pose,
     make_label,
 )
+from nerfsculpt.errors import NerfsculptError
 from nerfsculpt.synthetic.generator import SYNTHETIC_RENDERING_KWARGS
 from nerfsculpt.synthetic.render import DEFAULT_RAY_CHUNK, render_field, resolve_rendering_kwargs
 
@@ -69,7 +70,7 @@ CONFIG_FILE = "synthetic_config.json"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-class DatasetError(ValueError):
+class DatasetError(NerfsculptError, ValueError):
     """A dataset that cannot be written or read as asked; the message says what to change."""
 
 
@@ -87,7 +88,7 @@ def archive_name(index: int) -> str:
 class PoseDistribution:
     """FFHQ-like cameras: yaw and pitch are truncated normals around the frontal view (nerfsculpt's choice).
 
-    FFHQ's poses (Deep3DFaceRecon, eg3d.md §5.1) are mostly frontal with a yaw spread of roughly
+    FFHQ's poses (Deep3DFaceRecon, docs/method/eg3d.md §5.1) are mostly frontal with a yaw spread of roughly
     +-0.3 rad and a narrower pitch spread; the exact distribution is not published, so these are
     round numbers of that size. Angles are offsets from the frontal view as in ``camera.look_at_pose``
     (the camera orbits the world origin at ``radius`` and looks at ``pivot``). Out-of-range angles are
@@ -281,7 +282,7 @@ def _provenance(config: SyntheticDatasetConfig) -> dict[str, Any]:
 
 
 class EG3DDataset:
-    """An EG3D dataset zip (eg3d.md §5.1), read like EG3D's ``ImageFolderDataset`` with labels.
+    """An EG3D dataset zip (docs/method/eg3d.md §5.1), read like EG3D's ``ImageFolderDataset`` with labels.
 
     ``data[i]`` is ``(image uint8 [C, H, W], label float32 [25])``; images are listed in sorted name
     order and labels matched by name. The zip handle is opened lazily, so the dataset can be handed

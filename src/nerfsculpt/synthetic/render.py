@@ -1,11 +1,11 @@
 """Render an analytic density field exactly as EG3D renders its own tri-plane field.
 
 ``render_field`` runs the generator's own ray sampler, stratified + importance sampling and
-MipRayMarcher2 (``nerfsculpt.generator.rendering``, eg3d.md §3.10-3.11) on a Python callable instead
+MipRayMarcher2 (``nerfsculpt.generator.rendering``, docs/method/eg3d.md §3.10-3.11) on a Python callable instead
 of the tri-plane decoder, so images of procedural heads and of a generator are directly comparable:
 
 - the field returns **raw** sigma (the marcher applies ``softplus(sigma - 1)``, averaged before the
-  activation, eg3d.md quirk 2) and colours in [0, 1]; the composite is rescaled to [-1, 1], so an
+  activation, docs/method/eg3d.md quirk 2) and colours in [0, 1]; the composite is rescaled to [-1, 1], so an
   empty ray is -1 (black: FFHQ's ``white_back`` is False);
 - depth is EG3D's: the opacity-weighted mean distance along the unit ray, and empty rays get the
   largest sample depth of the whole batch (quirk 4) -- also across ray chunks;
@@ -95,7 +95,7 @@ class FieldRenderer(ImportanceRenderer):
 
 
 def resolve_rendering_kwargs(rendering_kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """FFHQ's rendering options (eg3d.md §1.3) updated with ``rendering_kwargs``, checked."""
+    """FFHQ's rendering options (docs/method/eg3d.md §1.3) updated with ``rendering_kwargs``, checked."""
     opts = {**FFHQ_RENDERING_KWARGS, **(rendering_kwargs or {})}
     if opts["ray_start"] == "auto" or opts["ray_end"] == "auto":
         raise ValueError("ray_start/ray_end 'auto' (ShapeNet configs) is not supported; give numbers")
