@@ -74,7 +74,7 @@ def test_label_serve_on_a_busy_port_says_so_before_serving(study_db, capsys):
 
 
 def test_serve_url_brackets_ipv6_hosts():
-    from nerfsculpt.cli_preferences import _serve_url
+    from nerfsculpt.cli.preferences import _serve_url
 
     assert _serve_url("::1", 8765, None) == "http://[::1]:8765/"
     assert _serve_url("localhost", 8765, None) == "http://localhost:8765/"

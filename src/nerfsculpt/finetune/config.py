@@ -18,11 +18,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from nerfsculpt.errors import NerfsculptError
 
-REWARD_STEPS = ("combined", "separate")
+RewardStep = Literal["combined", "separate"]
+REWARD_STEPS = get_args(RewardStep)
 DEFAULT_TRAJECTORY_SEEDS = tuple(range(300000, 300200))
 """Seeds whose reward is tracked every tick (docs/method/reference_method.md §5.7; the paper's Fig. 8)."""
 
@@ -35,14 +36,17 @@ PAPER_REWARD_MEAN = 5.76
 """Mean score of the paper's released sigma reward on pretrained EG3D FFHQ samples at psi 0.7 (paper Table 8)."""
 PAPER_REWARD_STD = 2.32
 """Standard deviation of those scores (paper Table 8): the scale on which the paper's clamp at 10 acts."""
-REWARD_SCALES = ("auto", "off", "calibrate", "on")
+RewardScale = Literal["auto", "off", "calibrate", "on"]
+REWARD_SCALES = get_args(RewardScale)
 """Choices of ``FinetuneConfig.reward_standardise``."""
 DEFAULT_ALPHAS = (0.25, 0.5, 0.75, 1.0)
 """``finetune interpolate``: the fractions of the fine-tuning step scored by default (alpha = 0, the
 pretrained generator, always is)."""
-REWARD_OBJECTIVES = ("mean", "uwo", "wco")
+RewardObjective = Literal["mean", "uwo", "wco"]
+REWARD_OBJECTIVES = get_args(RewardObjective)
 """Choices of ``FinetuneConfig.reward_objective``."""
-EARLY_STOPS = ("off", "oracle", "evaluator")
+EarlyStop = Literal["off", "oracle", "evaluator"]
+EARLY_STOPS = get_args(EarlyStop)
 """Choices of ``FinetuneConfig.early_stop``."""
 
 
@@ -74,7 +78,7 @@ class FinetuneConfig:
     generator's tick-0 rewards. Measured on the synthetic benchmark: at 10 std (no clamp in effect) the
     live generator exploited a small reward within 100 iterations (held-out oracle quality fell on 75 %
     of the seeds); at 2 std it improved on 79-96 % (docs/finetune.md)."""
-    reward_standardise: str = "auto"
+    reward_standardise: RewardScale = "auto"
     """How L_r reads the reward r, from the mean and std of the trajectory seeds' rewards at tick 0 (values
     within 1.5 IQR of the quartiles, as the reference's ``normalise_scalar_rwd``). 'off': raw r (the paper);
     'calibrate': r mapped onto the paper's released reward's scale, ``PAPER_REWARD_MEAN + PAPER_REWARD_STD *
@@ -83,7 +87,7 @@ class FinetuneConfig:
     clamped at ``reward_clamp_standardised``; 'auto': 'calibrate' if more than half of the tick-0 rewards
     lie beyond the clamp, where raw L_r has no gradient (a reward trained here has an arbitrary offset),
     else 'off' (the released reward runs as in the paper)."""
-    reward_objective: str = "mean"
+    reward_objective: RewardObjective = "mean"
     """How L_r combines the members of an ensemble reward (``reward train --ensemble K``; Coste et al. 2023):
     'mean' of the members, 'uwo' (uncertainty-weighted) mean - ``uwo_beta`` * variance over the members, or
     'wco' (worst case) the lowest member. Each member is read on the scale ``reward_standardise`` sets from
@@ -104,7 +108,7 @@ class FinetuneConfig:
     """Samples per axis of the consistency cube over the whole tri-plane box (64^3)."""
     truncation_cutoff: int | None = 14
     """Number of w layers truncated for the reward and consistency latents."""
-    reward_step: str = "combined"
+    reward_step: RewardStep = "combined"
     """'combined': one generator objective GAN + lambda_r L_r + lambda_c L_c (Eq. 6, the paper); 'separate':
     a second Adam step on lambda_r L_r + lambda_c L_c with its own latents each iteration (the reference)."""
     reward_lr: float = 0.0025
@@ -114,7 +118,7 @@ class FinetuneConfig:
     reward_checkpointing: bool = True
     """Recompute the reward network's activations in the backward pass (activation checkpointing): about
     half the reward's memory for about 1.5x its time (``benchmarks/reward_memory.py``)."""
-    sigma_autocast: str = "auto"
+    sigma_autocast: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     """Decoder precision for the reward slab: 'auto' (bfloat16 on CUDA, float32 on CPU), 'bf16', 'fp16' or
     'fp32'. The consistency cube is always float32 (its differences are smaller than bf16's resolution)."""
 
@@ -168,7 +172,7 @@ class FinetuneConfig:
     """Seeds whose sigma = 10 mesh (psi 0.7) is written every tick; empty = none."""
     mesh_resolution: int = 128
     """Grid of the per-tick meshes."""
-    oracle: str = "auto"
+    oracle: Literal["auto", "on", "off"] = "auto"
     """The gold curve: score the trajectory seeds' sigma on G_ema with the synthetic benchmark's geometry
     oracle every tick (``RUN/oracle/``, ``RUN/gold_curve.png``). 'auto': when the pretrained generator has
     the built-in synthetic generator's architecture (the oracle judges procedural heads only); 'on'; 'off'."""
@@ -177,7 +181,7 @@ class FinetuneConfig:
     evaluator: str | None = None
     """A reward bundle the run does not optimise (e.g. trained on held-out questions), scored on the
     trajectory seeds every tick as a held-out judge (``eval_reward_mean`` in the log)."""
-    early_stop: str = "off"
+    early_stop: EarlyStop = "off"
     """Stop when a held-out judge has not improved for ``early_stop_patience`` ticks: 'oracle' (the gold
     curve's mean quality, synthetic benchmark), 'evaluator' (``evaluator``'s mean reward) or 'off'. The
     G_ema of the judge's best tick is kept in RUN/best/ either way when a judge is logged."""

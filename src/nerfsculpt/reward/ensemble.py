@@ -32,12 +32,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from nerfsculpt.reward.config import EnsembleConfig
 from nerfsculpt.reward.heads import RewardOutputs
 
 if TYPE_CHECKING:
     from nerfsculpt.preferences.pairs import RankedList
+    from nerfsculpt.reward.config import RewardTrainConfig
     from nerfsculpt.reward.data import InputSource
-    from nerfsculpt.reward.train import RewardTrainConfig, Splits
+    from nerfsculpt.reward.train import Splits
 
 log = logging.getLogger(__name__)
 
@@ -128,23 +130,6 @@ class RewardEnsemble(nn.Module):
 
 # ------------------------------------------------------------------------------------------------
 # Training
-
-
-@dataclass(frozen=True)
-class EnsembleConfig:
-    """How many members an ensemble has and how their data differ (``reward train --ensemble/--bootstrap``)."""
-
-    members: int = 1
-    """K networks of the same ``--model``; member k trains with seed ``seed + k`` (1 = a single reward)."""
-    bootstrap: bool = False
-    """Train member k on a bootstrap resample of the training lists, seeded by ``seed + k`` (needs K > 1)."""
-
-    def validate(self) -> None:
-        if self.members < 1:
-            raise ValueError(f"an ensemble needs >= 1 members, got {self.members}")
-        if self.bootstrap and self.members == 1:
-            raise ValueError("bootstrap resamples the training lists per member; it needs an ensemble of >= 2 "
-                             "members (--ensemble K)")
 
 
 def bootstrap_lists(lists: Sequence[RankedList], seed: int) -> list[RankedList]:

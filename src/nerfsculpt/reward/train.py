@@ -46,6 +46,7 @@ from nerfsculpt.atomic import write_atomic
 from nerfsculpt.distributed import all_reduce_sum, average_gradients, barrier, world
 from nerfsculpt.preferences.pairs import RankedList, add_anchors
 from nerfsculpt.preferences.store import Item
+from nerfsculpt.reward.config import RewardTrainConfig
 from nerfsculpt.reward.data import InputSource, ranking_tensor
 from nerfsculpt.reward.losses import (
     LossWeights,
@@ -62,52 +63,9 @@ from nerfsculpt.runlog import RunLog, load_optimizer_tensors, optimizer_tensors
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 SUBSETS = ("all_pairs", "regular_only")
 """Table 1's pair sets: every pair of the (anchored) lists, and the (winner, loser) pairs alone."""
 HEADS = ("scalar", "pair_head")
-
-
-@dataclass
-class RewardTrainConfig:
-    """Optimisation of the reward (defaults: the paper's, docs/method/reference_method.md §4.7)."""
-
-    objective: str = "paper"
-    """``paper`` (Eq. 4 + 1e-2 L1 reconstruction) or ``reference`` (what the reference code optimises)."""
-    lr: float = 1e-5
-    """Adam learning rate (constant)."""
-    weight_decay: float = 1e-4
-    """Adam's coupled L2 weight decay."""
-    batch: int = 1
-    """Ranked lists per step (the paper: 1 for sigma)."""
-    max_epochs: int = 10
-    """Upper bound on epochs."""
-    patience: int = 3
-    """Early stopping: stop after this many epochs in a row without a lower validation loss (>= 1)."""
-    seed: int = 42
-    """Seed of the initial weights, the epoch orders and the anchor draws."""
-    anchors: bool = True
-    """Prepend a high-quality anchor to every list ([x_HQ > x_w > x_l], §3.3)."""
-    checkpointing: bool = False
-    """Recompute U-Net activations in the backward pass (less memory)."""
-    precision: str = "fp32"
-    """``fp32``, or ``bf16`` / ``fp16`` autocast on CUDA (fp16 with a gradient scaler)."""
-    checkpoint_every: int = 200
-    """Steps between resumable checkpoints (and at every epoch end)."""
-    log_every: int = 20
-    """Steps between log lines."""
-    tensorboard: bool = False
-    """Also write the log as TensorBoard events to ``OUT/tensorboard`` (needs the ``tensorboard`` package)."""
-
-    def validate(self) -> None:
-        weights_for(self.objective)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        for name in ("batch", "max_epochs", "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.patience < 0 or self.lr <= 0:
-            raise ValueError("patience must be >= 0 and lr > 0")
 
 
 @dataclass

@@ -5,10 +5,10 @@ MipRayMarcher2 (``nerfsculpt.generator.rendering``, docs/method/eg3d.md §3.10-3
 of the tri-plane decoder, so images of procedural heads and of a generator are directly comparable:
 
 - the field returns **raw** sigma (the marcher applies ``softplus(sigma - 1)``, averaged before the
-  activation, docs/method/eg3d.md quirk 2) and colours in [0, 1]; the composite is rescaled to [-1, 1], so an
+  activation, docs/method/eg3d.md §7.2) and colours in [0, 1]; the composite is rescaled to [-1, 1], so an
   empty ray is -1 (black: FFHQ's ``white_back`` is False);
 - depth is EG3D's: the opacity-weighted mean distance along the unit ray, and empty rays get the
-  largest sample depth of the whole batch (quirk 4) -- also across ray chunks;
+  largest sample depth of the whole batch (docs/method/eg3d.md §7.5) -- also across ray chunks;
 - nothing outside the field is clipped: EG3D's planes are zero outside the box, an analytic field is
   whatever the callable says there.
 
@@ -48,7 +48,7 @@ DEFAULT_RAY_CHUNK = 8192
 
 
 class _RangeRecordingMarcher(MipRayMarcher2):
-    """EG3D's marcher that also remembers the largest sample depth it has seen (for quirk 4)."""
+    """EG3D's marcher that also remembers the largest sample depth it has seen (for quirk 5)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -154,7 +154,7 @@ def render_field(
         depth.append(out[1])  # (N, m_chunk, 1)
         opacity.append(out[2])  # (N, m_chunk, 1)
     rgb, depth, opacity = torch.cat(rgb, 1), torch.cat(depth, 1), torch.cat(opacity, 1)  # (N, M, *)
-    # Quirk 4 over the whole batch: an empty ray (all weights 0, depth 0/0) is clamped to the largest
+    # Quirk 5 over the whole batch: an empty ray (all weights 0, depth 0/0) is clamped to the largest
     # sample depth of the batch, not of its chunk. Non-empty depths are weighted means, already in range.
     depth = torch.where(opacity == 0, torch.full_like(depth, renderer.ray_marcher.max_depth), depth)
 

@@ -1,6 +1,6 @@
 """``nerfsculpt prefs|label|study ...``: preference databases, the labeling app and user studies.
 
-Registered by ``cli.build_parser``; imports nothing heavy at import time.
+Imports nothing heavy at import time.
 """
 
 from __future__ import annotations
@@ -10,7 +10,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nerfsculpt.cli import UsageError, _HelpFormatter, _resolve_device, _usage, command_group
+from nerfsculpt.cli.common import (
+    HelpFormatter,
+    UsageError,
+    add_config_options,
+    add_run_options,
+    command_group,
+    config_from_args,
+    resolve_device,
+    usage,
+)
 
 
 def _open_store(path: str, create: bool = False):
@@ -184,51 +193,11 @@ def cmd_label_new(args: argparse.Namespace) -> int:
     each question (balanced exposure) in random positions; --overlap K asks each question of K
     different annotators; --repeats R asks R questions again (shuffled) to measure self-consistency.
     """
-    from nerfsculpt.geometry.bank import BankError, open_bank
-    from nerfsculpt.preferences.schedule import design_questions, parse_item_range
-    from nerfsculpt.preferences.store import Item
+    from nerfsculpt.preferences.studies import RankingStudyConfig, ranking_study_from_bank
 
-    bank_path = Path(args.bank)
-    if not (bank_path / "manifest.json").is_file():
-        raise UsageError(f"{bank_path} is not a sample bank; make one with 'nerfsculpt sample --seeds 0-29 "
-                         f"--what renders --out {bank_path}'")
-    try:
-        bank = open_bank(bank_path)
-    except BankError as error:
-        raise UsageError(str(error)) from None
-    if "renders" not in bank.manifest["what"]:
-        raise UsageError(f"{bank_path} has no renders to show; add them with 'nerfsculpt sample --what renders "
-                         f"--seeds ... --out {bank_path}'")
-    seeds = bank.seeds(["renders"])
-    if len(seeds) < 2:
-        raise UsageError(f"{bank_path} has {len(seeds)} seed(s) with renders; a question needs at least 2")
-    try:
-        items_range = parse_item_range(args.items or f"2-{min(6, len(seeds))}")
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    try:
-        designed = design_questions(seeds, args.questions, items_range, args.repeats, args.seed)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    generator, sampling = bank.manifest["generator"], bank.manifest["sampling"]
-
-    def item(seed: int) -> Item:
-        return Item(generator["spec"], generator["fingerprint"], seed=seed, psi=sampling["psi"],
-                    cutoff=sampling["truncation_cutoff"], noise_mode=sampling["noise_mode"], view="canonical")
-
-    study = args.study or bank_path.resolve().name
-    config = {"banks": {generator["fingerprint"]: str(bank_path.resolve())}, "items": list(items_range),
-              "questions": args.questions, "repeats": args.repeats, "seed": args.seed}
-    with _open_store(args.db, create=True) as store:
-        with store.transaction():
-            store.create_study(study, kind="ranking", overlap=args.overlap, config=config)
-            originals = [q for q in designed if q.repeat_of is None]
-            ids = store.add_questions(study, [[item(s) for s in q.seeds] for q in originals])
-            repeats = [q for q in designed if q.repeat_of is not None]
-            store.add_questions(study, [[item(s) for s in q.seeds] for q in repeats],
-                                [ids[q.repeat_of] for q in repeats])
-    print(f"study {study!r}: {len(designed)} questions over {len(seeds)} seeds of {bank_path} in {args.db}; "
-          f"start labeling with: nerfsculpt label serve --db {args.db}")
+    created = ranking_study_from_bank(args.db, args.bank, config_from_args(RankingStudyConfig, args), study=args.study)
+    print(f"study {created.name!r}: {created.questions} questions over {created.seeds} seeds of {args.bank} in "
+          f"{args.db}; start labeling with: nerfsculpt label serve --db {args.db}")
     return 0
 
 
@@ -297,50 +266,18 @@ def cmd_study_new(args: argparse.Namespace) -> int:
     resumable). Every respondent may answer every pair (--overlap: how many respondents per pair;
     the paper: 17 respondents x 40 pairs).
     """
-    import numpy as np
-
-    from nerfsculpt.generator.builtin import resolve_generator
-    from nerfsculpt.geometry.bank import BankConfig, write_bank
     from nerfsculpt.latents import parse_seeds
-    from nerfsculpt.preferences.store import Item
+    from nerfsculpt.preferences.studies import ABStudyConfig, create_ab_study
 
     try:
         seeds = parse_seeds(args.seeds)
-        config = BankConfig(psi=args.psi, resolution=args.resolution, render_resolution=args.render_resolution)
     except ValueError as error:
-        raise UsageError(str(error)) from None
-    db = Path(args.db)
-    banks = Path(args.banks) if args.banks else db.with_name(f"{db.stem}_banks") / args.study
-    if db.exists():
-        with _open_store(args.db) as store:
-            if any(s["name"] == args.study for s in store.studies()):
-                raise UsageError(f"study {args.study!r} already exists in {args.db}; pass another --study")
-    device = _resolve_device(args.device, 0, 1)
-    generators = {side: resolve_generator(spec, device) for side, spec in (("before", args.before),
-                                                                           ("after", args.after))}
-    if generators["before"][1].fingerprint == generators["after"][1].fingerprint:
-        raise UsageError("--before and --after are the same generator (identical weights); compare two different ones")
-    sides = {}
-    for side, (G, info) in generators.items():
-        write_bank(banks / side, G, info, config, seeds, ("renders",), progress=not args.no_progress)
-        sides[side] = {"spec": info.spec, "fingerprint": info.fingerprint, "bank": str((banks / side).resolve()),
-                       "cutoff": G.num_ws}
-
-    def item(side: str, seed: int) -> Item:
-        s = sides[side]
-        return Item(s["spec"], s["fingerprint"], seed=seed, psi=args.psi, cutoff=s["cutoff"], noise_mode="const")
-
-    rng = np.random.default_rng(args.seed)
-    questions = [[item("before", s), item("after", s)] if rng.random() < 0.5 else [item("after", s), item("before", s)]
-                 for s in seeds]
-    study_config = {"banks": {s["fingerprint"]: s["bank"] for s in sides.values()}, "seeds": list(seeds),
-                    "psi": args.psi, "seed": args.seed, **sides}
-    with _open_store(args.db, create=True) as store:
-        with store.transaction():
-            store.create_study(args.study, kind="ab", overlap=args.overlap, config=study_config)
-            store.add_questions(args.study, questions)
-    print(f"study {args.study!r}: {len(seeds)} A/B pairs ({args.before} vs {args.after}) in {args.db}; serve it with: "
-          f"nerfsculpt label serve --db {args.db} --study {args.study}")
+        raise UsageError(f"--seeds: {error}") from None
+    created = create_ab_study(args.db, args.before, args.after, seeds, config_from_args(ABStudyConfig, args),
+                              study=args.study, banks=args.banks, device=resolve_device(args.device),
+                              progress=not args.no_progress)
+    print(f"study {created.name!r}: {created.questions} A/B pairs ({args.before} vs {args.after}) in {args.db}; "
+          f"serve it with: nerfsculpt label serve --db {args.db} --study {args.study}")
     return 0
 
 
@@ -408,8 +345,8 @@ def _finite(value: Any) -> Any:
 def _subcommand(group: Any, common: argparse.ArgumentParser, name: str, help: str, handler: Any,
                 command: str, db_required: bool = True) -> argparse.ArgumentParser:
     """A subcommand whose description is its handler's docstring, with the --db option."""
-    q = group.add_parser(name, parents=[common], help=help, description=_usage(handler.__doc__),
-                         formatter_class=_HelpFormatter)
+    q = group.add_parser(name, parents=[common], help=help, description=usage(handler.__doc__),
+                         formatter_class=HelpFormatter)
     q.add_argument("--db", required=db_required, metavar="SQLITE", help="preference database (SQLite)")
     q.set_defaults(handler=handler, command=command)
     return q
@@ -454,6 +391,8 @@ def add_prefs_commands(subparsers: Any, common: argparse.ArgumentParser) -> None
 
 
 def add_label_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    from nerfsculpt.preferences.studies import RankingStudyConfig
+
     group = command_group(subparsers, common, "label", "create a ranking study and serve the labeling page",
                           "Collect rankings in a local web app.\n\n"
                           "    nerfsculpt label new --bank bank/ --db prefs.sqlite\n"
@@ -461,12 +400,7 @@ def add_label_commands(subparsers: Any, common: argparse.ArgumentParser) -> None
     q = _subcommand(group, common, "new", "create a ranking study from a sample bank", cmd_label_new, "label new")
     q.add_argument("--bank", default="bank", help="sample bank with renders ('nerfsculpt sample ... --out BANK')")
     q.add_argument("--study", default=None, help="study name (default: the bank directory's name)")
-    q.add_argument("--items", default=None,
-                   help="items per question: a number or a range within 2-6 (default: 2-6, at most the bank's seeds)")
-    q.add_argument("--questions", type=int, default=50, help="number of questions")
-    q.add_argument("--overlap", type=int, default=1, help="annotators per question")
-    q.add_argument("--repeats", type=int, default=0, help="questions asked twice (self-consistency)")
-    q.add_argument("--seed", type=int, default=0, help="seed of the question design")
+    add_config_options(q, RankingStudyConfig, metavars={"items": "K|LO-HI"})
 
     q = _subcommand(group, common, "serve", "serve the labeling page", cmd_label_serve, "label serve")
     q.add_argument("--study", default=None, help="study to serve (default: the database's only study)")
@@ -476,6 +410,8 @@ def add_label_commands(subparsers: Any, common: argparse.ArgumentParser) -> None
 
 
 def add_study_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    from nerfsculpt.preferences.studies import ABStudyConfig
+
     group = command_group(subparsers, common, "study", "A/B user study of two generators (paper Table 3)",
                           "Compare two generators with people: A/B questions served by the labeling app.\n\n"
                           "    nerfsculpt study new --before synthetic --after runs/tuned/final --seeds 0-39 "
@@ -487,13 +423,8 @@ def add_study_commands(subparsers: Any, common: argparse.ArgumentParser) -> None
     q.add_argument("--seeds", required=True, help="seeds of the pairs, e.g. 0-39 or 1,5,9")
     q.add_argument("--study", default="user-study", help="study name")
     q.add_argument("--banks", default=None, help="where the renders go (default: DB name + '_banks/STUDY')")
-    q.add_argument("--psi", type=float, default=1.0, help="truncation psi of both generators' samples")
-    q.add_argument("--resolution", type=int, default=256, help="sigma grid resolution of the renders")
-    q.add_argument("--render-resolution", type=int, default=256, help="render size in pixels")
-    q.add_argument("--overlap", type=int, default=100, help="respondents per pair (default: effectively all)")
-    q.add_argument("--seed", type=int, default=0, help="seed of the left/right randomisation")
-    q.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto")
-    q.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_options(q, ABStudyConfig)
+    add_run_options(q)
 
     q = _subcommand(group, common, "report", "Table 3: proportions, Cohen's h, binomial test, CI", cmd_study_report,
                     "study report", db_required=False)
@@ -502,3 +433,10 @@ def add_study_commands(subparsers: Any, common: argparse.ArgumentParser) -> None
                    help="report these answer counts instead of a database: tuned, original, no preference")
     q.add_argument("--confidence", type=float, default=0.95, help="confidence level of the interval")
     q.add_argument("--json", default=None, metavar="FILE", help="also write the report to this file")
+
+
+def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Register the prefs, label and study command groups."""
+    add_prefs_commands(subparsers, common)
+    add_label_commands(subparsers, common)
+    add_study_commands(subparsers, common)
