@@ -10,7 +10,7 @@ public loaders are resolved lazily on first use::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from nerfsculpt._version import __version__
 
 __all__ = ["__version__", "load_generator", "load_network"]
 

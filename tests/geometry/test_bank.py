@@ -16,7 +16,6 @@ import torch
 
 from nerfsculpt.camera import canonical_camera, dmap_cameras
 from nerfsculpt.generator.builtin import resolve_generator
-from nerfsculpt.geometry import bank as bank_module
 from nerfsculpt.geometry.bank import (
     ARTEFACT_FILES,
     ARTEFACTS,
@@ -28,6 +27,7 @@ from nerfsculpt.geometry.bank import (
     plan_bank,
     write_bank,
 )
+from nerfsculpt.geometry.bank import writer as bank_module
 from nerfsculpt.geometry.sigma import reward_slab, sigma_grid
 from nerfsculpt.geometry.slab import REWARD_SLAB, crop_reward_slab
 

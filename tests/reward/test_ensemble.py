@@ -9,7 +9,9 @@ import torch
 from nerfsculpt.cli import main
 from nerfsculpt.geometry.slab import crop_reward_slab
 from nerfsculpt.reward.bundle import BundleError, load_bundle, save_bundle
-from nerfsculpt.reward.ensemble import EnsembleConfig, RewardEnsemble, bootstrap_lists, member_runs
+from nerfsculpt.reward.config import EnsembleConfig
+from nerfsculpt.reward.ensemble import RewardEnsemble
+from nerfsculpt.reward.ensemble_training import bootstrap_lists, member_runs
 from nerfsculpt.reward.sigma_net import SIGMA_PRESETS, SigmaRewardNet, sigma_input
 from nerfsculpt.reward.train import RewardTrainConfig
 from tests.reward.test_train import make_splits

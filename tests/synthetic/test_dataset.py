@@ -14,16 +14,16 @@ from PIL import Image
 
 from nerfsculpt import cli
 from nerfsculpt.camera import FOCAL_FFHQ_DATASET, look_at_pose, split_label
-from nerfsculpt.synthetic import dataset as dataset_module
-from nerfsculpt.synthetic.dataset import (
+from nerfsculpt.eg3d_dataset import (
     DatasetError,
     PoseDistribution,
     archive_name,
     image_to_float,
     read_eg3d_dataset,
     sample_ffhq_like_poses,
-    write_dataset,
 )
+from nerfsculpt.synthetic import dataset as dataset_module
+from nerfsculpt.synthetic.dataset import write_dataset
 
 FAST = {"depth_resolution": 12, "depth_resolution_importance": 12}
 N, RES = 6, 16
@@ -291,7 +291,6 @@ def test_cli_help_dry_run_and_defaults(capsys, tmp_path):
     assert code == 0 and "nerfsculpt synthetic dataset --n 2000 --out synth.zip" in text
     for default in ("(default: 128)", "(default: 0.3)", "(default: 32)", "(default: 4.2647)"):
         assert default in text, default
-    assert cli.FOCAL_FFHQ_DATASET == FOCAL_FFHQ_DATASET
     defaults = PoseDistribution()
     args = cli.build_parser().parse_args(["synthetic", "dataset", "--n", "1", "--out", "o.zip"])
     for name in ("yaw_std", "pitch_std", "yaw_limit", "pitch_limit", "focal"):

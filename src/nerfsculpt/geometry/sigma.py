@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 import torch.utils.checkpoint
@@ -79,12 +80,6 @@ def _check_ws(G: nn.Module, ws: Tensor) -> None:
         )
 
 
-def _decode_sigma(G: nn.Module, features: Tensor) -> Tensor:  # [n, C] plane-mean features -> [n]
-    # OSGDecoder's MLP; its output channel 0 is the raw sigma (docs/method/eg3d.md §3.9). Skipping the colour
-    # head (sigmoid over 32 channels) saves a third of the decoder time.
-    return G.decoder.net(features)[:, 0]
-
-
 def _axis_coordinates(ranges: IndexRanges, resolution: int, cube_length: float, device: torch.device) -> list[Tensor]:
     """Exact world coordinates along each axis, the values ``grid_coordinates`` gives per index."""
     return [
@@ -128,22 +123,41 @@ def _chunks(shape: tuple[int, int, int], chunk_points: int) -> Iterator[tuple[sl
                 yield slice(i, i + 1), slice(j, min(j + step, ny))
 
 
+@dataclass(frozen=True)
+class SigmaBoxRequest:
+    """Where raw sigma is decoded (a sub-box of the R^3 grid) and how (chunks, gradients, precision).
+
+    The settings :func:`sigma_grid` and :func:`reward_slab` pass on; their docstrings explain each one.
+    """
+
+    ranges: IndexRanges
+    """Half-open (lo, hi) voxel index ranges of the sub-box along X, Y, Z."""
+    resolution: int
+    """Samples per axis R of the full grid over [-box_warp/2, box_warp/2]^3."""
+    eg3d_grid: bool
+    """Sample EG3D's ``create_samples`` points instead of the exact grid."""
+    chunk_points: int
+    """Points per decoder call (rounded to whole z-rows)."""
+    noise_mode: str
+    """Backbone noise when the tri-planes are computed here from ws."""
+    differentiable: bool
+    """Keep the graph to G's parameters and ws (or planes); otherwise run under ``torch.inference_mode()``."""
+    checkpoint: bool
+    """With ``differentiable``, recompute each chunk's decoder activations in the backward pass."""
+    autocast_dtype: torch.dtype | None
+    """Run the decoder MLP under ``torch.autocast`` with this dtype; None keeps float32."""
+    progress: bool
+    """Show a progress bar over the chunks."""
+
+
 def _sigma_box(
     G: nn.Module,
     ws: Tensor | None,  # [N, num_ws, w_dim]; or None with `planes`
-    ranges: IndexRanges,
-    resolution: int,
-    chunk_points: int,
-    noise_mode: str,
-    differentiable: bool,
-    checkpoint: bool,
-    progress: bool,
-    eg3d_grid: bool,
-    autocast_dtype: torch.dtype | None,
-    seeds: Sequence[int] | None,
-    planes: Tensor | None = None,  # [N, 3, C, H, W] tri-planes of G.planes(ws), instead of ws
+    planes: Tensor | None,  # [N, 3, C, H, W] tri-planes of G.planes(ws), instead of ws
+    request: SigmaBoxRequest,
+    seeds: Sequence[int] | None,  # [N] if given, check_finite names the latents with these
 ) -> Tensor:  # [N, X, Y, Z]
-    """Raw sigma on the sub-box ``ranges`` of the R^3 grid over [-box_warp/2, box_warp/2]^3."""
+    """Raw sigma on the sub-box ``request.ranges`` of the R^3 grid over [-box_warp/2, box_warp/2]^3."""
     from tqdm import tqdm
 
     if (ws is None) == (planes is None):
@@ -156,25 +170,28 @@ def _sigma_box(
             raise ValueError(f"expected planes [N, 3, {G.plane_features}, H, W] (from G.planes), got "
                              f"{tuple(planes.shape)}")
     source = ws if ws is not None else planes
-    if chunk_points < 1:
-        raise ValueError(f"chunk_points must be >= 1, got {chunk_points}")
+    if request.chunk_points < 1:
+        raise ValueError(f"chunk_points must be >= 1, got {request.chunk_points}")
+    ranges, resolution = request.ranges, request.resolution
     box_warp = float(G.rendering_kwargs["box_warp"])
     shape = tuple(hi - lo for lo, hi in ranges)
-    blocks = list(_chunks(shape, chunk_points))
+    blocks = list(_chunks(shape, request.chunk_points))
     device = source.device
     out = torch.empty(len(source), *shape, device=device)  # (N, X, Y, Z); a normal tensor, even below
-    grad_mode = nullcontext() if differentiable else torch.inference_mode()
+    grad_mode = nullcontext() if request.differentiable else torch.inference_mode()
     autocast = (
-        torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
+        torch.autocast(device_type=device.type, dtype=request.autocast_dtype) if request.autocast_dtype
+        else nullcontext()
     )
-    use_checkpoint = differentiable and checkpoint
-    with grad_mode, tqdm(total=len(source) * len(blocks), desc="sigma", unit="chunk", disable=not progress) as bar:
+    use_checkpoint = request.differentiable and request.checkpoint
+    with grad_mode, tqdm(total=len(source) * len(blocks), desc="sigma", unit="chunk",
+                         disable=not request.progress) as bar:
         for n in range(len(source)):
             if ws is not None:
-                latent_planes = G.planes(ws[n : n + 1], noise_mode=noise_mode)  # (1, 3, C, H, W): backbone once
+                latent_planes = G.planes(ws[n : n + 1], noise_mode=request.noise_mode)  # (1, 3, C, H, W): backbone once
             else:
                 latent_planes = planes[n : n + 1]  # (1, 3, C, H, W)
-            if eg3d_grid:
+            if request.eg3d_grid:
                 block_sigma = _pointwise_block(G, ranges, resolution, box_warp)
                 inputs = (latent_planes,)
             else:
@@ -201,7 +218,7 @@ def _factorised_block(G: nn.Module) -> Callable[..., Tensor]:
         features = (t_xy[sx, sy] + t_xz[sx]) + t_zx[sx]  # (nx, ny, Z, C)
         features = features / 3
         nx, ny, nz, c = features.shape
-        return _decode_sigma(G, features.reshape(-1, c)).reshape(nx, ny, nz)
+        return G.decoder.decode_sigma(features.reshape(-1, c)).reshape(nx, ny, nz)
 
     return block_sigma
 
@@ -214,7 +231,7 @@ def _pointwise_block(G: nn.Module, ranges: IndexRanges, resolution: int, box_war
         indices = box_flat_indices(block, resolution, device=planes.device)  # (nx*ny*Z,)
         xyz = grid_coordinates_eg3d(resolution, box_warp, indices=indices, device=planes.device)  # (nx*ny*Z, 3)
         features = sample_from_planes(planes, xyz[None], box_warp=box_warp).mean(1)[0]  # (nx*ny*Z, C)
-        return _decode_sigma(G, features).reshape(sx.stop - sx.start, sy.stop - sy.start, z1 - z0)
+        return G.decoder.decode_sigma(features).reshape(sx.stop - sx.start, sy.stop - sy.start, z1 - z0)
 
     return block_sigma
 
@@ -250,13 +267,14 @@ def sigma_grid(
       plane lookups and the output stay float32.
     - ``seeds``: if given (one per latent), :func:`check_finite` is run on the result.
     - ``planes``: tri-planes [N, 3, C, H, W] from ``G.planes(ws)`` instead of ``ws`` (pass ``ws=None``),
-      so that one backbone pass serves several grids (fine-tuning, ``finetune.geometry``).
+      so that one backbone pass serves several grids (fine-tuning, ``finetune.objective.GeometryTerms``).
     """
     if not (isinstance(resolution, int) and resolution >= 2):
         raise ValueError(f"resolution must be an int >= 2, got {resolution!r}")
-    ranges = ((0, resolution),) * 3
-    return _sigma_box(G, ws, ranges, resolution, chunk_points, noise_mode, differentiable, checkpoint,
-                      progress, eg3d_grid, autocast_dtype, seeds, planes)
+    request = SigmaBoxRequest(ranges=((0, resolution),) * 3, resolution=resolution, eg3d_grid=eg3d_grid,
+                              chunk_points=chunk_points, noise_mode=noise_mode, differentiable=differentiable,
+                              checkpoint=checkpoint, autocast_dtype=autocast_dtype, progress=progress)
+    return _sigma_box(G, ws, planes, request, seeds)
 
 
 def reward_slab(
@@ -290,5 +308,7 @@ def reward_slab(
             f"slab cube_length {spec.cube_length} differs from the generator's box_warp {box_warp}; "
             f"use SlabSpec(cube_length={box_warp}, ...) so the slab is a crop of the tri-plane box"
         )
-    return _sigma_box(G, ws, spec.index_ranges, spec.resolution, chunk_points, noise_mode, differentiable,
-                      checkpoint, progress, eg3d_grid, autocast_dtype, seeds, planes)
+    request = SigmaBoxRequest(ranges=spec.index_ranges, resolution=spec.resolution, eg3d_grid=eg3d_grid,
+                              chunk_points=chunk_points, noise_mode=noise_mode, differentiable=differentiable,
+                              checkpoint=checkpoint, autocast_dtype=autocast_dtype, progress=progress)
+    return _sigma_box(G, ws, planes, request, seeds)

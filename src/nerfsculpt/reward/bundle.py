@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nerfsculpt import __version__
+from nerfsculpt._version import __version__
 from nerfsculpt.atomic import atomic_directory
 from nerfsculpt.errors import NerfsculptError
 from nerfsculpt.geometry.slab import SlabSpec, crop_reward_slab

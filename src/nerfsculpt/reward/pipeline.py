@@ -14,7 +14,6 @@ and ``reward eval``; both see the same partition:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -27,7 +26,7 @@ from nerfsculpt.preferences.store import PreferenceStore
 from nerfsculpt.reward.bundle import BundleError, Extraction
 from nerfsculpt.reward.config import MODELS, EnsembleConfig, RewardDataConfig, RewardModelConfig, RewardTrainConfig
 from nerfsculpt.reward.data import InputSource
-from nerfsculpt.reward.train import Splits
+from nerfsculpt.reward.train import Splits, data_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +68,6 @@ def splits_from_store(store: PreferenceStore, study: str, mode: str = "best_wors
     anchors = {name: anchor_items(spec, name, fingerprint, psi=ANCHOR_PSI, cutoff=sampling["cutoff"])
                for name in ("train", "val", "test")}
     return Splits(train=parts["train"], val=parts["val"], test=parts["test"], anchors=anchors)
-
-
-def data_fingerprint(splits: Splits) -> dict[str, Any]:
-    """Sizes and a sha256 of each partition's lists (question, annotator, items): what a bundle was trained on."""
-    out: dict[str, Any] = {}
-    for name in ("train", "val", "test"):
-        lists = getattr(splits, name)
-        rows = [[r.question_id, r.annotator, [dataclasses.astuple(i) for i in r.items]] for r in lists]
-        out[name] = {"lists": len(lists), "sha256": hashlib.sha256(json.dumps(rows).encode()).hexdigest()}
-    return out
 
 
 def build_model(name: str, resnet_weights: str | None = None, train_backbone: bool = False):
@@ -184,7 +173,7 @@ def train_reward(db: str | Path, out: str | Path, model: RewardModelConfig | Non
     from nerfsculpt.distributed import world
     from nerfsculpt.reward.bundle import generator_record, save_bundle
     from nerfsculpt.reward.data import items_of, prepare
-    from nerfsculpt.reward.ensemble import member_runs
+    from nerfsculpt.reward.ensemble_training import member_runs
     from nerfsculpt.reward.losses import weights_for
     from nerfsculpt.reward.train import evaluate, format_table, train_anchor_seed
     from nerfsculpt.reward.train import train as train_network
@@ -246,9 +235,9 @@ def train_reward(db: str | Path, out: str | Path, model: RewardModelConfig | Non
 
 def _train_members(build, config: RewardTrainConfig, ensemble: EnsembleConfig, splits: Splits,
                    source: InputSource, out: Path, progress: bool):
-    """Train the ensemble's members (``reward.ensemble.train_ensemble``): (the ensemble, its training record,
+    """Train the ensemble's members (``reward.ensemble_training.train_ensemble``): (the ensemble, its training record,
     metrics of the ensemble with the members' under ``members``, the Table-1 report of each and of the mean)."""
-    from nerfsculpt.reward.ensemble import train_ensemble
+    from nerfsculpt.reward.ensemble_training import train_ensemble
     from nerfsculpt.reward.train import format_table
 
     result = train_ensemble(build, splits, source, out, config, ensemble, progress=progress)

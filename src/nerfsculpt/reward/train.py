@@ -29,6 +29,7 @@ Rank 0 writes the files.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -398,3 +399,13 @@ def train(net: nn.Module, splits: Splits, source: InputSource, out_dir: str | Pa
     return {"best_epoch": state["best_epoch"], "best_val_loss": state["best_loss"], "epochs": state["epoch"],
             "steps": state["step"], "stopped": state["stopped"], "history": state["history"],
             "seconds": round(state["seconds"], 1), "config": state["config"]}
+
+
+def data_fingerprint(splits: Splits) -> dict[str, Any]:
+    """Sizes and a sha256 of each partition's lists (question, annotator, items): what a bundle was trained on."""
+    out: dict[str, Any] = {}
+    for name in ("train", "val", "test"):
+        lists = getattr(splits, name)
+        rows = [[r.question_id, r.annotator, [dataclasses.astuple(i) for i in r.items]] for r in lists]
+        out[name] = {"lists": len(lists), "sha256": hashlib.sha256(json.dumps(rows).encode()).hexdigest()}
+    return out

@@ -52,9 +52,9 @@ from torch import Tensor
 
 from nerfsculpt.atomic import write_atomic
 from nerfsculpt.camera import canonical_camera
+from nerfsculpt.eg3d_dataset import sample_ffhq_like_poses
 from nerfsculpt.generator.rendering import sample_from_planes
 from nerfsculpt.generator.triplane import TriPlaneGenerator
-from nerfsculpt.synthetic.dataset import sample_ffhq_like_poses
 from nerfsculpt.synthetic.fit_config import FitConfig
 from nerfsculpt.synthetic.generator import synthetic_generator_config
 from nerfsculpt.synthetic.heads import (
@@ -175,7 +175,7 @@ def point_losses(G: TriPlaneGenerator, z: Tensor, config: FitConfig, generator: 
     planes = G.planes(ws, noise_mode="random", generator=generator)
     features = sample_from_planes(planes, points, box_warp=G.rendering_kwargs["box_warp"]).mean(1)  # (N, P, C)
     n, m, f = features.shape
-    raw = G.decoder.net(features.reshape(n * m, f)).reshape(n, m, -1)  # (N, P, 1 + C): OSGDecoder before activation
+    raw = G.decoder.decode_raw(features.reshape(n * m, f)).reshape(n, m, -1)  # (N, P, 1 + C): before activation
     sigma = raw[..., 0]  # (N, P)
     target = ((colour_t + 0.001) / 1.002).clamp(1e-4, 1 - 1e-4)  # EG3D's widened sigmoid, inverted
     colour = (F.binary_cross_entropy_with_logits(raw[..., 1:4], target, reduction="none")
@@ -245,7 +245,7 @@ def add_sigma_gain(G: TriPlaneGenerator, gain: float) -> None:
     """
     from torch.nn.utils import parametrize
 
-    layer = G.decoder.net[2]
+    layer = G.decoder.output_layer
     for name in ("weight", "bias"):
         parametrize.register_parametrization(layer, name, _ScaleFirstRow(gain))
 
@@ -256,10 +256,11 @@ def baked(G: TriPlaneGenerator) -> TriPlaneGenerator:
     Built afresh and loaded by state dict: removing a parametrization from a deep copy would also
     break the original, whose dynamically created class the copy shares.
     """
-    layer = G.decoder.net[2]
+    layer = G.decoder.output_layer
+    prefix = next(name for name, module in G.named_modules() if module is layer)  # the layer's state-dict keys
     state = {k: v for k, v in G.state_dict().items() if ".parametrizations." not in k}
-    state["decoder.net.2.weight"] = layer.weight.detach().clone()
-    state["decoder.net.2.bias"] = layer.bias.detach().clone()
+    state[f"{prefix}.weight"] = layer.weight.detach().clone()
+    state[f"{prefix}.bias"] = layer.bias.detach().clone()
     plain = TriPlaneGenerator(G.config).to(layer.weight.device)
     plain.load_state_dict(state)
     plain.neural_rendering_resolution = G.neural_rendering_resolution
@@ -357,7 +358,7 @@ def fit(out_dir: str | Path, config: FitConfig | None = None, device: str = "cpu
     torch.manual_seed(config.seed)
     G = TriPlaneGenerator(synthetic_generator_config()).to(device).train()
     with torch.no_grad():
-        G.decoder.net[2].bias[0] = config.initial_sigma / G.decoder.net[2].bias_gain
+        G.decoder.output_layer.bias[0] = config.initial_sigma / G.decoder.output_layer.bias_gain
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     state = load_checkpoint_weights(out_dir, G, G_ema)
     for module in (G, G_ema):
