@@ -25,7 +25,7 @@ def _commands():
     from nerfsculpt.geometry.bank import BankConfig
     from nerfsculpt.preferences.studies import ABStudyConfig, RankingStudyConfig
     from nerfsculpt.reward.config import EnsembleConfig, RewardDataConfig, RewardModelConfig, RewardTrainConfig
-    from nerfsculpt.synthetic.fit_config import FitConfig
+    from nerfsculpt.synthetic.config import FitConfig, SimulatedStudyConfig
 
     return [
         (("finetune",), ["--out", "o"], FinetuneConfig),
@@ -38,6 +38,7 @@ def _commands():
         (("label", "new"), ["--db", "d"], RankingStudyConfig),
         (("study", "new"), ["--db", "d", "--after", "a", "--seeds", "0"], ABStudyConfig),
         (("synthetic", "fit"), ["--out", "o"], FitConfig),
+        (("synthetic", "preferences"), ["--db", "d"], SimulatedStudyConfig),
     ]
 
 

@@ -4,6 +4,7 @@ oracle, simulated annotators)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from typing import Any
@@ -106,7 +107,7 @@ def cmd_synthetic_fit(args: argparse.Namespace) -> int:
     OUT/final (config.json + G_ema.safetensors, loadable with --generator OUT/final); the losses go
     to OUT/fit_log.jsonl. The shipped weights came from the first command (docs/synthetic_fit.log).
     """
-    from nerfsculpt.synthetic.fit_config import FitConfig
+    from nerfsculpt.synthetic.config import FitConfig
 
     config = config_from_args(FitConfig, args)
     try:
@@ -124,7 +125,7 @@ def cmd_synthetic_fit(args: argparse.Namespace) -> int:
 
 
 def _add_synthetic_fit(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    from nerfsculpt.synthetic.fit_config import FitConfig
+    from nerfsculpt.synthetic.config import FitConfig
 
     p = add_command(subparsers, common, "fit", cmd_synthetic_fit, command="synthetic fit",
                     help="fit the built-in synthetic generator to the heads")
@@ -213,58 +214,39 @@ def cmd_synthetic_preferences(args: argparse.Namespace) -> int:
     oracle units, optional "can't decide" rate). The study is stored like a human one (best/worst,
     full rankings for 3+ items) and trains a reward with 'nerfsculpt reward train --db ...'.
     """
-    from nerfsculpt.latents import parse_seeds
     from nerfsculpt.preferences.schedule import parse_item_range
+    from nerfsculpt.synthetic.config import SimulatedStudyConfig
 
+    config = config_from_args(SimulatedStudyConfig, args)
     try:
-        seeds = parse_seeds(args.seeds)
-        items = parse_item_range(args.items)
+        parse_item_range(config.items)
+        config.validate()
     except ValueError as e:
         raise UsageError(str(e)) from e
-    if args.annotators < 1 or args.questions < 1:
-        raise UsageError("--annotators and --questions must be >= 1")
     if args.dry_run:
-        print(json.dumps({k: v for k, v in vars(args).items() if k != "handler"}, indent=2, default=str))
+        plan = {"db": args.db, "study": args.study, "generator": args.generator, "device": args.device,
+                "config": {**dataclasses.asdict(config), "seeds": f"{len(config.seeds)} seeds"}}
+        print(json.dumps(plan, indent=2))
         return 0
-    from nerfsculpt.generator.builtin import resolve_generator
-    from nerfsculpt.preferences.store import PreferenceStore
-    from nerfsculpt.synthetic.annotators import AnnotatorPanel, SimulatedAnnotator
-    from nerfsculpt.synthetic.oracle import GeometryOracle, OracleConfig
-    from nerfsculpt.synthetic.preferences import simulate_study
+    from nerfsculpt.synthetic.preferences import simulate_preferences
 
-    G, info = resolve_generator(args.generator, resolve_device(args.device))
-    panel = AnnotatorPanel([SimulatedAnnotator(f"sim{k}", temperature=args.temperature,
-                                               cant_decide_rate=args.cant_decide, seed=args.seed + k)
-                            for k in range(args.annotators)])
-    with PreferenceStore(args.db) as store:
-        summary = simulate_study(store, args.study, G, info, seeds, args.questions, panel,
-                                 GeometryOracle(OracleConfig(resolution=args.resolution)), items=items,
-                                 psi=args.psi, seed=args.seed, progress=not args.no_progress)
+    summary = simulate_preferences(args.db, config, args.generator, args.study, device=resolve_device(args.device),
+                                   progress=not args.no_progress)
     print(f"study {args.study!r} of {args.db}: {summary['questions']} questions over {summary['seeds']} seeds, "
           f"{summary['answers']} simulated answers ({summary['cant_decide']} can't decide)")
     return 0
 
 
 def _add_synthetic_preferences(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    p = subparsers.add_parser("preferences", parents=[common], help="a study answered by simulated annotators",
-                              description=usage(cmd_synthetic_preferences.__doc__), formatter_class=HelpFormatter)
+    from nerfsculpt.synthetic.config import SimulatedStudyConfig
+
+    p = add_command(subparsers, common, "preferences", cmd_synthetic_preferences, command="synthetic preferences",
+                    help="a study answered by simulated annotators")
     p.add_argument("--db", required=True, metavar="SQLITE", help="preference database (created if missing)")
     p.add_argument("--study", default="simulated", help="name of the new study")
     p.add_argument("--generator", default="synthetic", metavar="PATH|NAME", help="generator whose seeds are judged")
-    p.add_argument("--seeds", default="0-599", metavar="LIST", help="seeds the questions draw from")
-    p.add_argument("--questions", type=int, default=600, help="number of questions")
-    p.add_argument("--items", default="2", metavar="K|LO-HI", help="items per question (2-6)")
-    p.add_argument("--annotators", type=int, default=1, help="simulated annotators (each answers every question)")
-    p.add_argument("--temperature", type=float, default=0.1,
-                   help="Bradley-Terry noise in oracle units (0 = the oracle's exact order)")
-    p.add_argument("--cant-decide", type=float, default=0.0, metavar="RATE", help="probability of 'can't decide'")
-    p.add_argument("--psi", type=float, default=1.0, help="truncation psi of the items")
-    p.add_argument("--resolution", type=int, default=96, help="oracle grid (calibrated at 96-128)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the question design and the annotators")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda if available)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved configuration, do nothing")
-    p.set_defaults(handler=cmd_synthetic_preferences, command="synthetic preferences")
+    add_config_options(p, SimulatedStudyConfig, metavars={"items": "K|LO-HI", "cant_decide": "RATE"})
+    add_run_options(p, dry_run=True)
 
 
 def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:

@@ -55,7 +55,7 @@ from nerfsculpt.camera import canonical_camera
 from nerfsculpt.eg3d_dataset import sample_ffhq_like_poses
 from nerfsculpt.generator.rendering import sample_from_planes
 from nerfsculpt.generator.triplane import TriPlaneGenerator
-from nerfsculpt.synthetic.fit_config import FitConfig
+from nerfsculpt.synthetic.config import FitConfig
 from nerfsculpt.synthetic.generator import synthetic_generator_config
 from nerfsculpt.synthetic.heads import (
     DEFECTS,

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from nerfsculpt.latents import ws_from_seeds
 from nerfsculpt.preferences.schedule import design_questions
 from nerfsculpt.preferences.store import Item, PreferenceStore
 from nerfsculpt.synthetic.annotators import AnnotatorPanel
+from nerfsculpt.synthetic.config import SimulatedStudyConfig
 from nerfsculpt.synthetic.oracle import GeometryOracle, score_generator
 
 UI_VERSION = "nerfsculpt-simulated-1"
@@ -88,3 +90,30 @@ def simulate_study(store: PreferenceStore, study: str, G, info, seeds: Sequence[
                 counts["answers"] += 1
             counts["questions"] += 1
     return {"study": study, **counts, "seeds": len(used)}
+
+
+def simulate_preferences(db: str | Path, config: SimulatedStudyConfig | None = None, generator: str = "synthetic",
+                         study: str = "simulated", device: Any = "cpu", progress: bool = True) -> dict[str, Any]:
+    """Create ``study`` in the preference database ``db`` (created if missing), answered by simulated annotators.
+
+    The library call behind ``nerfsculpt synthetic preferences``: ``config.annotators`` annotators
+    (Bradley-Terry noise ``temperature``, "can't decide" rate ``cant_decide``, seeds ``seed + k``)
+    rank every question over ``generator``'s seeds by the geometry oracle's quality. Returns
+    :func:`simulate_study`'s summary.
+    """
+    from nerfsculpt.generator.builtin import resolve_generator
+    from nerfsculpt.preferences.schedule import parse_item_range
+    from nerfsculpt.synthetic.annotators import SimulatedAnnotator
+    from nerfsculpt.synthetic.oracle import OracleConfig
+
+    config = config or SimulatedStudyConfig()
+    config.validate()
+    items = parse_item_range(config.items)
+    G, info = resolve_generator(generator, device)
+    panel = AnnotatorPanel([SimulatedAnnotator(f"sim{k}", temperature=config.temperature,
+                                               cant_decide_rate=config.cant_decide, seed=config.seed + k)
+                            for k in range(config.annotators)])
+    with PreferenceStore(db) as store:
+        return simulate_study(store, study, G, info, list(config.seeds), config.questions, panel,
+                              GeometryOracle(OracleConfig(resolution=config.resolution)), items=items,
+                              psi=config.psi, seed=config.seed, progress=progress)

@@ -1,4 +1,9 @@
-"""``FitConfig``, the hyper-parameters of ``synthetic.fit``: torch-free, so that ``nerfsculpt --help`` is instant."""
+"""Settings of the synthetic benchmark's commands, torch-free (``nerfsculpt --help`` builds options from them).
+
+- :class:`FitConfig`: the hyper-parameters of ``synthetic.fit`` (the built-in generator's regression fit);
+- :class:`SimulatedStudyConfig`: a preference study answered by simulated annotators
+  (``synthetic.preferences.simulate_preferences``).
+"""
 
 from __future__ import annotations
 
@@ -81,3 +86,31 @@ class FitConfig:
             raise ValueError(f"defect_latent_scale must be > 0, got {self.defect_latent_scale}")
         if not 0 <= self.ema_beta < 1:
             raise ValueError(f"ema_beta must be in [0, 1), got {self.ema_beta}")
+
+
+@dataclass(frozen=True)
+class SimulatedStudyConfig:
+    """A ranking study whose answers come from simulated annotators judging with the geometry oracle."""
+
+    seeds: tuple[int, ...] = tuple(range(600))
+    """Seeds the questions draw from (z = RandomState(seed).randn(1, z_dim))."""
+    questions: int = 600
+    """Number of questions."""
+    items: str = "2"
+    """Items per question: a number or a range within 2-6 (e.g. '2-4')."""
+    annotators: int = 1
+    """Simulated annotators; each answers every question."""
+    temperature: float = 0.1
+    """Bradley-Terry noise of the annotators in oracle units (0 = the oracle's exact order)."""
+    cant_decide: float = 0.0
+    """Probability that an annotator answers "can't decide"."""
+    psi: float = 1.0
+    """Truncation psi of the items."""
+    resolution: int = 96
+    """Sigma grid of the oracle (calibrated at 96-128)."""
+    seed: int = 0
+    """Seed of the question design and of the annotators (annotator k: seed + k)."""
+
+    def validate(self) -> None:
+        if self.annotators < 1 or self.questions < 1:
+            raise ValueError("--annotators and --questions must be >= 1")
