@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from nerfsculpt.cli import main
-from nerfsculpt.finetune.compare import bootstrap_mean, compare_runs, slope_test, verdict_markdown
+from nerfsculpt.finetune.compare import compare_runs, verdict_markdown
 from nerfsculpt.finetune.config import FinetuneError
+from nerfsculpt.stats import bootstrap_mean, slope_test
 from nerfsculpt.synthetic.heads import DEFECTS
 
 SEEDS = list(range(50000, 50020))

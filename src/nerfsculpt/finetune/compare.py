@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from nerfsculpt.finetune.config import FinetuneError
+from nerfsculpt.stats import bootstrap_mean, slope_test
 
 IMPROVED_FRACTION = 0.70
 """Share of seeds the tuned run must improve by more than the tolerance."""
@@ -42,7 +43,6 @@ CONTROL_SHARE = 1 / 3
 """The control's mean change must stay under this share of the tuned run's mean gain."""
 TOLERANCE_QUANTILE = 0.95
 """Default tolerance: this quantile of the control's absolute per-seed changes."""
-BOOTSTRAP_RESAMPLES = 10_000
 
 
 def _read_table(path: Path) -> dict[int, dict[str, float]]:
@@ -52,26 +52,6 @@ def _read_table(path: Path) -> dict[int, dict[str, float]]:
 
 def _ticks(run: Path, folder: str) -> list[int]:
     return sorted(int(p.stem.removeprefix("tick-")) for p in (run / folder).glob("tick-*.csv"))
-
-
-def bootstrap_mean(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> list[float]:
-    """95 % percentile-bootstrap interval of the mean of ``values`` [S]."""
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)  # (resamples,)
-    return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
-
-
-def slope_test(initial: np.ndarray, final: np.ndarray) -> dict[str, float]:
-    """OLS ``final = a + b * initial``: b, its 95 % interval and the two-sided p-value of H0: b = 1."""
-    from scipy import stats
-
-    fit = stats.linregress(initial, final)
-    dof = len(initial) - 2
-    t = stats.t.ppf(0.975, dof)
-    p_one = 2 * stats.t.sf(abs((fit.slope - 1) / fit.stderr), dof) if fit.stderr > 0 else float(fit.slope == 1)
-    return {"b": float(fit.slope), "a": float(fit.intercept),
-            "b_ci95": [float(fit.slope - t * fit.stderr), float(fit.slope + t * fit.stderr)],
-            "p_b_equals_1": float(p_one)}
 
 
 Table = dict[int, dict[str, float]]
