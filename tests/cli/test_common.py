@@ -83,6 +83,10 @@ class Toy:
     """An optional limit."""
     max_epochs: int = 3
     """Epochs."""
+    psis: tuple[float, ...] = (0.5, 1.0)
+    """Some truncations."""
+    skip: tuple[Literal["a", "b"], ...] = ()
+    """Things to skip."""
 
 
 def toy_parser(**kwargs) -> Parser:
@@ -95,8 +99,14 @@ def test_types_from_annotations():
     args = toy_parser().parse_args(["--rate", "2", "--no-on", "--off", "--mode", "b", "--seeds", "3-5,9",
                                     "--betas", "0.5", "0.9", "--limit", "7"])
     assert config_from_args(Toy, args) == Toy(2.0, False, True, "b", (3, 4, 5, 9), (0.5, 0.9), 7)
+    text = " ".join(toy_parser().format_help().split())
+    assert "Some truncations. (default: 0.5,1)" in text and "Things to skip. (default: none)" in text
     assert config_from_args(Toy, toy_parser().parse_args([])) == Toy()
     assert toy_parser().parse_args(["--seeds", "none"]).seeds == ()
+    lists = toy_parser().parse_args(["--psis", "0,0.25", "--skip", "b,a"])
+    assert lists.psis == (0.0, 0.25) and lists.skip == ("b", "a")
+    with pytest.raises(SystemExit):
+        toy_parser().parse_args(["--skip", "c"])
     with pytest.raises(SystemExit):
         toy_parser().parse_args(["--mode", "c"])
 

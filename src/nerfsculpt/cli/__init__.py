@@ -1,7 +1,8 @@
 """The nerfsculpt command line: ``nerfsculpt <command> [options]``; ``nerfsculpt <command> --help``.
 
 One module per command group (``cli/generator.py``: convert, sample, info; ``cli/synthetic.py``;
-``cli/preferences.py``: prefs, label, study; ``cli/reward.py``; ``cli/finetune.py``), the shared
+``cli/preferences.py``: prefs, label, study; ``cli/reward.py``; ``cli/finetune.py``;
+``cli/evaluate.py``), the shared
 plumbing in ``cli/common.py``. Each command parses its options, makes one library call and prints.
 Neither importing this package nor building the parser imports torch or numpy, so
 ``nerfsculpt --help`` is instant; each command imports what it needs when it runs.
@@ -15,7 +16,7 @@ import os
 import sys
 import traceback
 
-from nerfsculpt.cli import finetune, generator, preferences, reward, synthetic
+from nerfsculpt.cli import evaluate, finetune, generator, preferences, reward, synthetic
 from nerfsculpt.cli.common import HelpFormatter, Parser, UsageError
 from nerfsculpt.errors import NerfsculptError
 
@@ -27,7 +28,7 @@ DESCRIPTION = """\
 Improve the 3D geometry (the density field sigma) of EG3D-family generators from human preferences.
 
 The method, one command per stage (the built-in 'synthetic' generator is the default everywhere):
-  sample -> label -> reward train -> finetune -> study
+  sample -> label -> reward train -> finetune -> evaluate (-> study: people's A/B verdict)
 
 Exit codes: 0 success; 2 bad usage or input (one line saying what to do; --verbose adds the
 traceback); 1 an unexpected failure; 130 interrupted (re-run the same command to resume)."""
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     preferences.add_commands(subparsers, common)
     reward.add_commands(subparsers, common)
     finetune.add_commands(subparsers, common)
+    evaluate.add_commands(subparsers, common)
     return parser
 
 

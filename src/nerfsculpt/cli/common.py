@@ -126,6 +126,27 @@ def parse_int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _list_of(item: Any) -> Callable[[str], tuple[Any, ...]]:
+    """A parser of comma-separated values of ``item`` (a type, or a ``Literal`` of choices); 'none' -> ()."""
+    choices = typing.get_args(item) if typing.get_origin(item) is typing.Literal else None
+
+    def parse(text: str) -> tuple[Any, ...]:
+        if text.strip().lower() in ("", "none"):
+            return ()
+        values = [v.strip() for v in text.split(",")]
+        if choices is not None:
+            wrong = [v for v in values if v not in choices]
+            if wrong:
+                raise argparse.ArgumentTypeError(f"{', '.join(wrong)}: choose from {', '.join(choices)}")
+            return tuple(values)
+        try:
+            return tuple(item(v) for v in values)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {item.__name__} values, got {text!r}") from None
+
+    return parse
+
+
 def parse_cutoff(text: str) -> int | None:
     """``--truncation-cutoff``: 'all' -> None (every ws), else a positive integer."""
     if text == "all":
@@ -156,10 +177,12 @@ def add_config_options(parser: Any, cls: type, *, only: Sequence[str] | None = N
     The flag is the field's name with dashes (``--max-epochs``), the help its docstring, the default
     its default, the type its annotation: ``bool`` -> a switch (``--x`` when the default is False,
     ``--no-x`` when True), ``Literal[...]`` -> choices, ``tuple[int, ...]`` -> a list like '0-3,7'
-    ('none' = empty), ``tuple[float, float]`` -> two numbers, ``X | None`` -> X. ``types_`` overrides
-    a field's parser; ``flags`` names a field's flag otherwise (where the field's name reads badly on
-    the command line); ``aliases`` maps a field to an old flag that still works and names the new one;
-    ``helps`` replaces a field's docstring as help (when the docstring speaks of code, not flags).
+    ('none' = empty), ``tuple[float, ...]`` or ``tuple[Literal[...], ...]`` -> comma-separated values,
+    ``tuple[str, ...]`` -> a repeatable option, ``tuple[float, float]`` -> two numbers, ``X | None`` -> X.
+    ``types_`` overrides a field's parser; ``flags`` names a field's flag otherwise (where the field's
+    name reads badly on the command line); ``aliases`` maps a field to an old flag that still works
+    and names the new one; ``helps`` replaces a field's docstring as help (when the docstring speaks
+    of code, not flags).
     ``unset`` (True, or some field names): a field not given stays out of the namespace
     (``argparse.SUPPRESS``), so that a preset or the command can fill it; the help still shows the
     dataclass default unless ``helps`` states another. A ``tuple[str, ...]`` field is a repeatable
@@ -195,8 +218,10 @@ def add_config_options(parser: Any, cls: type, *, only: Sequence[str] | None = N
                 kwargs["choices"] = args
             elif kind is tuple and args == (str, Ellipsis):
                 kwargs.update(action="append")
-            elif kind is tuple and args[-1] is Ellipsis:
+            elif kind is tuple and args == (int, Ellipsis):
                 kwargs.update(type=parse_int_list, metavar="LIST")
+            elif kind is tuple and args[-1] is Ellipsis:
+                kwargs.update(type=_list_of(args[0]), metavar="LIST")
             elif kind is tuple:
                 kwargs.update(type=args[0], nargs=len(args), metavar=("X",) * len(args))
             elif hint in (int, float):
@@ -204,6 +229,8 @@ def add_config_options(parser: Any, cls: type, *, only: Sequence[str] | None = N
             if f.name in metavars:
                 kwargs["metavar"] = metavars[f.name]
             shown = None if default is None else _shown(default)
+            if kind is tuple and args[-1] is Ellipsis and args[0] is not int:
+                shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) or "none"
         leave_unset = unset is True or (unset is not False and f.name in unset) or kwargs.get("action") == "append"
         kwargs["default"] = argparse.SUPPRESS if leave_unset else default
         text += "" if shown is None or "(default" in text or not shown else f" (default: {shown})"

@@ -180,3 +180,83 @@ def load_feature_extractor(path: str | Path, device: Any = "cpu", return_feature
         return out.reshape(len(images), -1).float()
 
     return run
+
+
+def generator_features(G: Any, extract: FeatureExtractor, n: int, labels: np.ndarray, batch: int = 16,
+                       seed: int = 0, progress: bool = False) -> np.ndarray:  # -> [n, D] float64
+    """Features of ``n`` images of ``G`` as EG3D's FID samples them (docs/method/eg3d.md §5.4).
+
+    z ~ N(0, I) and each image's camera (conditioning and rendering) the label [25] of a random row
+    of ``labels`` (a dataset's poses), psi 1, random backbone noise; images quantised to uint8 by
+    ``(x * 127.5 + 128).clamp(0, 255)``. Seeded (``seed``) for every draw.
+    """
+    import torch
+    from tqdm import tqdm
+
+    device = G.dataset_label_std.device
+    rng = np.random.default_rng(seed)
+    features = []
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for start in tqdm(range(0, n, batch), disable=not progress, unit="batch", desc="generated features"):
+            count = min(batch, n - start)
+            z = torch.randn(count, G.z_dim).to(device)
+            c = torch.from_numpy(labels[rng.integers(0, len(labels), count)]).float().to(device)  # (B, 25)
+            image = G(z, c, truncation_psi=1.0, noise_mode="random")["image"]  # (B, 3, H, W) in [-1, 1]
+            features.append(extract((image * 127.5 + 128).clamp(0, 255).to(torch.uint8)).double().cpu().numpy())
+    return np.concatenate(features)
+
+
+def dataset_features(dataset: Any, extract: FeatureExtractor, n: int | None = None, batch: int = 64,
+                     progress: bool = False) -> np.ndarray:  # -> [n, D] float64
+    """Features of the first ``n`` images of an ``EG3DDataset`` (all by default); grey images repeated to RGB."""
+    import torch
+    from tqdm import tqdm
+
+    n = len(dataset) if n is None else min(n, len(dataset))
+    features = []
+    for start in tqdm(range(0, n, batch), disable=not progress, unit="batch", desc="real features"):
+        images = torch.from_numpy(np.stack([dataset[i][0] for i in range(start, min(n, start + batch))]))
+        if images.shape[1] == 1:
+            images = images.repeat(1, 3, 1, 1)  # (B, 3, H, W) uint8
+        features.append(extract(images).double().cpu().numpy())
+    return np.concatenate(features)
+
+
+KID_POOL = 5000
+"""Real features kept (a seeded random subset) for KID beside the cached statistics of a dataset."""
+
+
+def cached_dataset_statistics(data: str | Path, extract: FeatureExtractor, detector_sha256: str,
+                              cache_dir: str | Path | None = None,
+                              progress: bool = False) -> tuple[FeatureStatistics, np.ndarray]:
+    """FID statistics of all of a dataset zip's images, and a pool of their features for KID; cached.
+
+    The pool is a seeded random subset of ``KID_POOL`` real features (all of them for a smaller
+    dataset): KID's subsets of at most 1,000 samples are drawn from it. The cache key is (zip path,
+    size, modification time, detector hash); the cache lives in ``cache_dir`` (default
+    ``$XDG_CACHE_HOME/nerfsculpt/fid`` or ``~/.cache/nerfsculpt/fid``).
+    """
+    import os
+
+    from safetensors.numpy import load_file, save
+
+    from nerfsculpt.atomic import write_atomic
+    from nerfsculpt.eg3d_dataset import read_eg3d_dataset
+
+    data = Path(data).resolve()
+    stat = data.stat()
+    key = json.dumps([str(data), stat.st_size, stat.st_mtime_ns, detector_sha256, KID_POOL])
+    folder = Path(cache_dir) if cache_dir is not None else (
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nerfsculpt" / "fid")
+    path = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.safetensors"
+    if path.is_file():
+        statistics, _ = FeatureStatistics.load(path)
+        return statistics, load_file(path.with_name(path.stem + ".pool.safetensors"))["features"]
+    features = dataset_features(read_eg3d_dataset(data), extract, progress=progress)
+    statistics = FeatureStatistics.of(features)
+    pool = features[np.sort(np.random.default_rng(0).permutation(len(features))[:KID_POOL])]
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(path.with_name(path.stem + ".pool.safetensors"), save({"features": pool}))
+    statistics.save(path, meta={"dataset": str(data), "detector_sha256": detector_sha256})
+    return statistics, pool

@@ -1,0 +1,47 @@
+"""The settings of ``nerfsculpt evaluate``, torch-free (the command line builds its options from them).
+
+Defaults are the paper's protocols (docs/method/reference_method.md §7); lower the counts for quick
+runs (``--seeds 200000-200019``), the report records what ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+Analysis = Literal["rewards", "sweep", "consistency", "slope", "truncation", "oracle", "study", "fid"]
+ANALYSES = get_args(Analysis)
+"""The analyses of a report, in its order."""
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """What ``nerfsculpt evaluate`` measures and on how many samples."""
+
+    seeds: tuple[int, ...] = tuple(range(200000, 200100))
+    """Latents of the same-latent analyses (the paper's 200000-200099)."""
+    psi: float = 0.7
+    """Their truncation (the paper's 0.7)."""
+    sweep_psis: tuple[float, ...] = (0.0, 0.25, 0.5, 0.7, 1.0)
+    """Truncations of the reward sweep (Table 5)."""
+    consistency_psi: float = 0.25
+    """The second truncation of the rank-consistency analysis (Table 9: 0.7 against 0.25)."""
+    depth_resolution: int = 128
+    """Side of the canonical depth maps of the truncation-baseline analysis (Table 4)."""
+    sigma_resolution: int = 64
+    """Sigma grid of the truncation-baseline analysis (the full cube, Table 4)."""
+    oracle_resolution: int = 96
+    """Sigma grid of the synthetic benchmark's oracle (calibrated at 96-128)."""
+    respondents: int = 17
+    """Simulated respondents of the A/B study on the built-in generator (the paper's 17)."""
+    temperature: float = 0.1
+    """Their Bradley-Terry noise, in oracle units."""
+    cant_decide: float = 0.05
+    """Their probability of answering "no preference" (the paper's study: 33 of 680, 0.049)."""
+    fid_samples: int = 50000
+    """Generated images per FID/KID set (EG3D's FID-50k); FID rises as the count falls, so compare only
+    reports of one count."""
+    renders: int = 4
+    """Seeds shown as before/after clay renders in the report."""
+    skip: tuple[Analysis, ...] = ()
+    """Analyses not to run (listed as skipped in the report)."""

@@ -1,0 +1,452 @@
+"""``nerfsculpt evaluate``: run the analyses of a fine-tune and write one report (JSON, Markdown, HTML, PNG).
+
+Every section of the report is one analysis with its status: ``ran`` (with its protocol and
+result), ``not run`` (an input it needs was not given: the reason names the flag) or ``skipped``
+(``EvaluateConfig.skip``). A section that could not run is never shown as passed.
+
+Layout of ``OUT/``: ``report.json`` (everything), ``report.md`` and ``report.html`` (the same
+tables; the HTML shows the figures and needs no network), ``figures/*.png``.
+
+Example::
+
+    report = evaluate_generators("synthetic", "runs/tune/snapshots/latest", "runs/reward/bundle", "report/",
+                                 EvaluateConfig(seeds=tuple(range(200000, 200020))), run="runs/tune")
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from nerfsculpt.errors import NerfsculptError
+from nerfsculpt.evaluate.config import ANALYSES, EvaluateConfig
+
+log = logging.getLogger(__name__)
+
+REPORT_FORMAT = "nerfsculpt-evaluation"
+REPORT_VERSION = 1
+
+
+class NotRun(Exception):  # noqa: N818  (a status, not an error: the section is reported as not run)
+    """An analysis cannot run with the inputs given; the message names what is missing."""
+
+
+def seeds_text(seeds: Any) -> str:
+    """'200000-200099' for a contiguous run of seeds, else the count and the first few."""
+    seeds = list(seeds)
+    if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return f"{len(seeds)} seeds ({', '.join(map(str, seeds[:4]))}, ...)"
+
+
+def evaluate_generators(before: str | nn.Module, after: str | nn.Module, reward: str | None, out: str | Path,
+                        config: EvaluateConfig | None = None, run: str | None = None, control: str | None = None,
+                        detector: str | None = None, data: str | None = None, device: Any = "cpu",
+                        progress: bool = True, only: str | None = None) -> dict[str, Any]:
+    """Evaluate ``after`` against ``before`` and write the report to ``out``.
+
+    ``before`` / ``after``: generator specs (built-in names, checkpoints, snapshot directories) or
+    generators already loaded (described as "in-memory").
+
+    ``reward``: a reward bundle (the reward analyses are not run without one); ``run`` / ``control``:
+    fine-tuning run directories (the slope test); ``detector`` + ``data``: a TorchScript feature
+    extractor and a dataset zip (FID/KID). ``only``: run one analysis. Returns the report dict.
+    """
+    config = config or EvaluateConfig()
+    out = Path(out)
+    figures = out / "figures"
+    G0, info0 = _generator(before, device, "before")
+    G1, info1 = _generator(after, device, "after")
+    figures.mkdir(parents=True, exist_ok=True)
+    bundle = None
+    if reward is not None:
+        from nerfsculpt.reward.bundle import load_bundle
+
+        bundle = load_bundle(reward, device=device)
+        bundle.check_generator(G0)
+    context = _Context(config, G0, G1, bundle, run, control, detector, data, figures, progress)
+    sections: dict[str, Any] = {}
+    for name in ANALYSES:
+        if (only is not None and name != only) or name in config.skip:
+            sections[name] = {"status": "skipped"}
+            continue
+        try:
+            log.info("evaluate: %s", name)
+            sections[name] = {"status": "ran", **ANALYSIS_FUNCTIONS[name](context)}
+        except NotRun as reason:
+            sections[name] = {"status": "not run", "reason": str(reason)}
+    report = {"format": REPORT_FORMAT, "version": REPORT_VERSION,
+              "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+              "before": info0.to_dict() | {"config": None}, "after": info1.to_dict() | {"config": None},
+              "reward": _bundle_record(bundle), "config": _config_record(config), "sections": sections}
+    _write_report(report, out)
+    return report
+
+
+def _generator(spec: str | nn.Module, device: Any, name: str) -> tuple[nn.Module, Any]:
+    from nerfsculpt.generator.builtin import GeneratorInfo, generator_fingerprint, resolve_generator
+
+    if isinstance(spec, nn.Module):
+        info = GeneratorInfo(spec=f"in-memory ({name})", kind="in-memory", network="G_ema",
+                             fingerprint=generator_fingerprint(spec), config=spec.config.to_dict())
+        return spec.eval(), info
+    return resolve_generator(spec, device)
+
+
+class _Context:
+    """What the analyses share: the inputs, a reward scorer that remembers, the oracle's scores."""
+
+    def __init__(self, config, G0, G1, bundle, run, control, detector, data, figures, progress):
+        self.config, self.G0, self.G1, self.bundle = config, G0, G1, bundle
+        self.run, self.control, self.detector, self.data = run, control, detector, data
+        self.figures, self.progress = figures, progress
+        self._scorer = None
+        self._oracle_scores = None
+
+    def scorer(self):
+        if self.bundle is None:
+            raise NotRun("needs a reward bundle: pass --reward BUNDLE")
+        if self._scorer is None:
+            from nerfsculpt.evaluate.rewards import Scorer
+
+            self._scorer = Scorer(self.bundle, progress=self.progress)
+        return self._scorer
+
+    def protocol(self, **extra: Any) -> dict[str, Any]:
+        c = self.config
+        record = {"seeds": seeds_text(c.seeds), "n": len(c.seeds), "psi": c.psi, "camera": "canonical",
+                  "noise_mode": "const", "network": "G_ema"}
+        if self.bundle is not None:
+            record["slab_resolution"] = self.bundle.extraction.slab_spec.resolution
+        return {**record, **extra}
+
+    def oracle_scores(self):
+        from nerfsculpt.finetune.run import oracle_applies
+
+        if not (oracle_applies("auto", self.G0) and oracle_applies("auto", self.G1)):
+            raise NotRun("the oracle judges the built-in synthetic generator's heads only")
+        if self._oracle_scores is None:
+            from nerfsculpt.synthetic.oracle import GeometryOracle, OracleConfig
+            from nerfsculpt.synthetic.preferences import oracle_scores
+
+            oracle = GeometryOracle(OracleConfig(resolution=self.config.oracle_resolution))
+            scores = [oracle_scores(G, self.config.seeds, oracle, psi=self.config.psi, cutoff=None,
+                                    progress=self.progress) for G in (self.G0, self.G1)]
+            self._oracle_scores = (oracle, *scores)
+        return self._oracle_scores
+
+
+def _rewards(ctx: _Context) -> dict[str, Any]:
+    from nerfsculpt.evaluate.figures import renders_png, reward_deltas_png
+    from nerfsculpt.evaluate.rewards import reward_deltas
+
+    result = reward_deltas(ctx.scorer(), ctx.G0, ctx.G1, ctx.config.seeds, ctx.config.psi)
+    figures = [reward_deltas_png(result, ctx.figures / "reward_deltas.png")]
+    if ctx.config.renders > 0:
+        figures.append(_renders(ctx, renders_png))
+    return {"protocol": ctx.protocol(), "result": result, "figures": [str(f.name) for f in figures]}
+
+
+def _renders(ctx: _Context, renders_png: Callable) -> Path:
+    """Clay renders (front, three-quarter, profile) of the first seeds, before and after."""
+    from nerfsculpt.geometry.shading import render_geometry
+    from nerfsculpt.latents import ws_from_seeds
+
+    seeds = list(ctx.config.seeds[: ctx.config.renders])
+    images = [render_geometry(G, ws_from_seeds(G, seeds, ctx.config.psi, None), resolution=128, grid_resolution=128)
+              for G in (ctx.G0, ctx.G1)]
+    return renders_png(images[0], images[1], seeds, ctx.figures / "renders.png")
+
+
+def _sweep(ctx: _Context) -> dict[str, Any]:
+    from nerfsculpt.evaluate.figures import sweep_png
+    from nerfsculpt.evaluate.rewards import truncation_sweep
+
+    scorer = ctx.scorer()
+    result = {name: truncation_sweep(scorer, G, ctx.config.seeds, ctx.config.sweep_psis)
+              for name, G in (("original", ctx.G0), ("tuned", ctx.G1))}
+    figure = sweep_png(result, ctx.figures / "truncation_sweep.png")
+    return {"protocol": ctx.protocol(psi=list(ctx.config.sweep_psis), std="population (ddof 0)"), "result": result,
+            "figures": [figure.name]}
+
+
+def _consistency(ctx: _Context) -> dict[str, Any]:
+    from nerfsculpt.evaluate.rewards import rank_consistency_across_psi
+
+    scorer = ctx.scorer()
+    result = {name: rank_consistency_across_psi(scorer, G, ctx.config.seeds, ctx.config.psi, ctx.config.consistency_psi)
+              for name, G in (("original", ctx.G0), ("tuned", ctx.G1))}
+    return {"protocol": ctx.protocol(psi=[ctx.config.psi, ctx.config.consistency_psi]), "result": result}
+
+
+def _slope(ctx: _Context) -> dict[str, Any]:
+    from nerfsculpt.evaluate.figures import slope_png
+    from nerfsculpt.evaluate.trajectory import ticks
+
+    if ctx.run is None:
+        raise NotRun("needs the fine-tuning run directory: pass --run RUN (and --control RUN for its control)")
+    from nerfsculpt.evaluate.trajectory import run_slope
+
+    result: dict[str, Any] = {}
+    for name, run in (("tuned", ctx.run), ("control", ctx.control)):
+        if run is None:
+            continue
+        result[name] = {"reward": run_slope(run, "reward")} if ticks(run, "rewards") else {}
+        if ticks(run, "oracle"):
+            result[name]["oracle"] = run_slope(run, "oracle")
+    pairs = {f"{name} ({measure})": s for name, measures in result.items() for measure, s in measures.items()}
+    if not pairs:
+        raise NotRun(f"{ctx.run} logged no trajectory seeds (RUN/rewards/ or RUN/oracle/)")
+    figure = slope_png(pairs, ctx.figures / "slope.png")
+    return {"protocol": {"seeds": "the run's trajectory seeds", "psi": 1.0, "network": "G_ema",
+                         "test": "OLS final = a + b initial, t test of b = 1 (paper §4.2)"},
+            "result": result, "figures": [figure.name]}
+
+
+def _truncation(ctx: _Context) -> dict[str, Any]:
+    from nerfsculpt.evaluate.truncation import truncation_baseline
+
+    c = ctx.config
+    result = truncation_baseline(ctx.G0, ctx.G1, c.seeds, c.psi, c.depth_resolution, c.sigma_resolution,
+                                 progress=ctx.progress)
+    protocol = result.pop("protocol")
+    return {"protocol": ctx.protocol(**protocol), "result": result}
+
+
+def _oracle(ctx: _Context) -> dict[str, Any]:
+    from nerfsculpt.evaluate.synthetic import oracle_comparison
+
+    oracle, before, after = ctx.oracle_scores()
+    return {"protocol": ctx.protocol(oracle_resolution=ctx.config.oracle_resolution),
+            "result": oracle_comparison(before, after, oracle)}
+
+
+def _study(ctx: _Context) -> dict[str, Any]:
+    from nerfsculpt.evaluate.synthetic import simulated_user_study
+
+    oracle, before, after = ctx.oracle_scores()
+    c = ctx.config
+    result = simulated_user_study(before, after, oracle, c.respondents, c.temperature, c.cant_decide)
+    return {"protocol": ctx.protocol(**result.pop("protocol")), "result": result}
+
+
+def _fid(ctx: _Context) -> dict[str, Any]:
+    if ctx.detector is None or ctx.data is None:
+        raise NotRun("needs a feature extractor and real images: pass --detector INCEPTION.pt (StyleGAN's "
+                     "TorchScript Inception) and --data DATASET.zip")
+    from nerfsculpt.eg3d_dataset import read_eg3d_dataset
+    from nerfsculpt.evaluate.distribution import (
+        FeatureStatistics,
+        cached_dataset_statistics,
+        file_sha256,
+        frechet_distance,
+        generator_features,
+        kernel_inception_distance,
+        load_feature_extractor,
+    )
+
+    device = ctx.G0.dataset_label_std.device
+    extract = load_feature_extractor(ctx.detector, device)
+    detector_sha256 = file_sha256(ctx.detector)
+    real, pool = cached_dataset_statistics(ctx.data, extract, detector_sha256, progress=ctx.progress)
+    labels = read_eg3d_dataset(ctx.data).labels
+    n = ctx.config.fid_samples
+    result: dict[str, Any] = {}
+    for name, G in (("original", ctx.G0), ("tuned", ctx.G1)):
+        fake = generator_features(G, extract, n, labels, progress=ctx.progress)
+        result[name] = {"fid": frechet_distance(FeatureStatistics.of(fake), real),
+                        "kid": kernel_inception_distance(fake, pool)}
+    result["cost"] = {k: result["tuned"][k] - result["original"][k] for k in ("fid", "kid")}
+    return {"protocol": {"generated": n, "real": real.n, "kid_real_pool": len(pool), "psi": 1.0,
+                         "noise_mode": "random", "cameras": "random dataset labels (conditioning = rendering)",
+                         "detector_sha256": detector_sha256, "data": str(ctx.data)},
+            "result": result}
+
+
+ANALYSIS_FUNCTIONS: dict[str, Callable[[_Context], dict[str, Any]]] = {
+    "rewards": _rewards, "sweep": _sweep, "consistency": _consistency, "slope": _slope, "truncation": _truncation,
+    "oracle": _oracle, "study": _study, "fid": _fid,
+}
+assert tuple(ANALYSIS_FUNCTIONS) == ANALYSES, "one function per analysis, in the report's order"
+
+
+def _bundle_record(bundle: Any) -> dict[str, Any] | None:
+    if bundle is None:
+        return None
+    from nerfsculpt.evaluate.distribution import file_sha256
+
+    weights = bundle.path / "model.safetensors" if bundle.path is not None else None
+    return {"path": str(bundle.path), "members": bundle.members,
+            "model_sha256": file_sha256(weights) if weights is not None and weights.is_file() else None}
+
+
+def _config_record(config: EvaluateConfig) -> dict[str, Any]:
+    import dataclasses
+
+    record = dataclasses.asdict(config)
+    record["seeds"] = seeds_text(config.seeds)
+    return record
+
+
+# ------------------------------------------------------------------------------------------------
+# Writing
+
+
+TITLES = {
+    "rewards": "Same-latent reward change (Fig. 7)", "sweep": "Reward against truncation (Table 5)",
+    "consistency": "Rank consistency across truncation (Table 9)", "slope": "Final against initial (§4.2, Figs. 8-9)",
+    "truncation": "Truncation baseline (Table 4)",
+    "oracle": "Ground truth: the oracle, per defect (built-in benchmark)",
+    "study": "Simulated A/B user study (Table 3)", "fid": "Image distribution: FID and KID",
+}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, float) for v in value):
+        return f"[{value[0]:.4g}, {value[1]:.4g}]"
+    return str(value)
+
+
+def _section_lines(name: str, section: dict[str, Any]) -> list[str]:
+    lines = [f"## {TITLES[name]}", ""]
+    if section["status"] != "ran":
+        reason = f": {section['reason']}" if "reason" in section else ""
+        return [*lines, f"**{section['status']}**{reason}", ""]
+    lines.append("Protocol: " + "; ".join(f"{k} {_fmt(v)}" for k, v in section["protocol"].items()))
+    lines.append("")
+    result = section["result"]
+    if name == "rewards":
+        d = result["delta"]
+        lines += ["| n | mean Δr [95 % CI] | median | Δr > 0 | Δr < 0 | embedding distance (mean) |",
+                  "|---|---|---|---|---|---|",
+                  f"| {d['n']} | {d['mean']:+.4g} {_fmt(d['mean_ci95'])} | {d['median']:+.4g} | "
+                  f"{d['fraction_positive']:.0%} | {d['fraction_negative']:.0%} | "
+                  f"{result['embedding_distance']['mean']:.4g} |"]
+    elif name == "sweep":
+        psis = [r["psi"] for r in next(iter(result.values()))]
+        lines += ["| generator | " + " | ".join(f"ψ {p:g}" for p in psis) + " |", "|---|" + "---|" * len(psis)]
+        lines += [f"| {g} | " + " | ".join(f"{r['mean']:.4g} ± {r['std']:.3g}" for r in rows) + " |"
+                  for g, rows in result.items()]
+    elif name == "consistency":
+        lines += ["| generator | Spearman | Pearson | top overlap | bottom overlap | std ratio |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {g} | {r['spearman']:.3f} | {r['pearson']:.3f} | {r['top_overlap']:.0%} | "
+                  f"{r['bottom_overlap']:.0%} | {r['std_ratio']:.3f} |" for g, r in result.items()]
+    elif name == "slope":
+        lines += ["| run | measure | seeds | b [95 % CI] | p (b = 1) | mean gain |", "|---|---|---|---|---|---|"]
+        lines += [f"| {run} | {m} | {s['seeds']} | {s['b']:.3f} {_fmt(s['b_ci95'])} | {s['p_b_equals_1']:.2g} | "
+                  f"{s['mean_gain']:+.4g} |" for run, measures in result.items() for m, s in measures.items()]
+    elif name == "truncation":
+        lines += ["| representation | closer to original | Wilcoxon p (one-sided) | α [95 % CI] | residual | cosine |",
+                  "|---|---|---|---|---|---|"]
+        for rep, r in result.items():
+            alpha = r["alpha"]
+            lines.append(f"| {rep} | {r['closer_to_original']:.0%} | {r['wilcoxon']['p_value']:.2g} | "
+                         f"{_fmt(alpha['mean'])} {_fmt(alpha['ci95'])} | {_fmt(r['residual_fraction']['mean'])} | "
+                         f"{_fmt(r['cosine']['mean'])} |")
+    elif name == "oracle":
+        lines += ["| measure | original | tuned | change [95 % CI] | better | worse |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['measure']}{'' if r['higher_is_better'] else ' (lower is better)'} | {r['before']:.4g} | "
+                  f"{r['after']:.4g} | {r['change']:+.4g} {_fmt(r['change_ci95'])} | {r['better']:.0%} | "
+                  f"{r['worse']:.0%} |" for r in result["rows"]]
+    elif name == "study":
+        p, c = result["proportions"], result["counts"]
+        lines += ["| tuned | original | no preference | Cohen's h | preference excl. ties [95 % CI] | p |",
+                  "|---|---|---|---|---|---|"]
+        excl = result.get("preference_excluding_ties") or {}
+        lines.append(f"| {c['tuned']} ({p['tuned']:.1%}) | {c['original']} ({p['original']:.1%}) | {c['none']} "
+                     f"({p['none']:.1%}) | {result['cohens_h']:.3f} | {_fmt(excl.get('rate'))} "
+                     f"{_fmt(excl.get('ci'))} | {_fmt(excl.get('p_value'))} |")
+    elif name == "fid":
+        lines += ["| generator | FID | KID |", "|---|---|---|"]
+        lines += [f"| {g} | {r['fid']:.4g} | {r['kid']:.4g} |" for g, r in result.items() if g != "cost"]
+        lines += [f"| tuned - original | {result['cost']['fid']:+.4g} | {result['cost']['kid']:+.4g} |"]
+    lines += ["", *(f"![{name}](figures/{f})" for f in section.get("figures", [])), ""]
+    return lines
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The report's tables as Markdown (figures linked from ``figures/``)."""
+    b, a = report["before"], report["after"]
+    lines = ["# Evaluation of a fine-tune", "",
+             f"Original: `{b['spec']}` (fingerprint {b['fingerprint'][:12]}); tuned: `{a['spec']}` "
+             f"(fingerprint {a['fingerprint'][:12]}).",
+             f"Reward: `{report['reward']['path']}` (model sha256 {str(report['reward']['model_sha256'])[:12]})."
+             if report["reward"] else "Reward: none given.", ""]
+    ran = [n for n, s in report["sections"].items() if s["status"] == "ran"]
+    missing = [n for n, s in report["sections"].items() if s["status"] == "not run"]
+    lines += [f"Ran: {', '.join(ran) or 'nothing'}. Not run: {', '.join(missing) or 'nothing'}.", ""]
+    for name, section in report["sections"].items():
+        lines += _section_lines(name, section)
+    return "\n".join(lines)
+
+
+def report_html(markdown: str) -> str:
+    """A self-contained page of the Markdown report: headings, tables, paragraphs and images (no network)."""
+    body: list[str] = []
+    table: list[str] = []
+
+    def flush() -> None:
+        if table:
+            rows = [[html.escape(c.strip()) for c in r.strip("|").split("|")]
+                    for r in table if not r.startswith("|---")]
+            head, rest = rows[0], rows[1:]
+            body.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>"
+                        + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rest) + "</table>")
+            table.clear()
+
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("!["):
+            alt, src = line[2:].split("](", 1)
+            body.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src.rstrip(")"))}">')
+        elif line.strip():
+            text = html.escape(line).replace("**", "")
+            body.append(f"<p>{text}</p>")
+    flush()
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"
+             "th{background:#f3f3f3}img{max-width:100%;margin:0.5em 0}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>nerfsculpt evaluation</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def _write_report(report: dict[str, Any], out: Path) -> None:
+    from nerfsculpt.atomic import write_atomic
+
+    markdown = report_markdown(report)
+    write_atomic(out / "report.json", (json.dumps(report, indent=2, default=_json_default) + "\n").encode())
+    write_atomic(out / "report.md", (markdown + "\n").encode())
+    write_atomic(out / "report.html", report_html(markdown).encode())
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def check_report(path: str | Path) -> dict[str, Any]:
+    """Read a report.json and check its format; NerfsculptError if it is not one."""
+    data = json.loads(Path(path).read_text())
+    if data.get("format") != REPORT_FORMAT:
+        raise NerfsculptError(f"{path} is not a nerfsculpt evaluation report")
+    return data
