@@ -45,7 +45,8 @@ def test_every_analysis_with_its_inputs_runs_and_the_rest_is_named(tiny_pair, in
     slope = report["sections"]["slope"]["result"]
     assert slope["tuned"]["reward"]["b"] == pytest.approx(0.5) and slope["control"]["reward"]["b"] == pytest.approx(1)
     fid = report["sections"]["fid"]
-    assert fid["protocol"]["generated"] == 4 and fid["protocol"]["real"] == 6 and len(fid["protocol"]["detector_sha256"]) == 64
+    assert fid["protocol"]["generated"] == 4 and fid["protocol"]["real"] == 6
+    assert len(fid["protocol"]["detector_sha256"]) == 64 and fid["result"]["original"]["fid"] >= 0
     assert report["sections"]["rewards"]["protocol"]["seeds"] == "200000-200003"
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["sections"].keys() == report["sections"].keys()
