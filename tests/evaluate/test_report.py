@@ -32,7 +32,8 @@ def inputs(tmp_path_factory, tiny_bundle):
 
 
 @pytest.mark.slow
-def test_every_analysis_with_its_inputs_runs_and_the_rest_is_named(tiny_pair, inputs, tmp_path):
+def test_every_analysis_with_its_inputs_runs_and_the_rest_is_named(tiny_pair, inputs, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the real features' statistics are cached there
     before, after = tiny_pair
     root = inputs["root"]
     report = evaluate_generators(before, after, inputs["reward"], tmp_path / "report", SMALL, run=root / "run",
@@ -47,6 +48,16 @@ def test_every_analysis_with_its_inputs_runs_and_the_rest_is_named(tiny_pair, in
     fid = report["sections"]["fid"]
     assert fid["protocol"]["generated"] == 4 and fid["protocol"]["real"] == 6
     assert len(fid["protocol"]["detector_sha256"]) == 64 and fid["result"]["original"]["fid"] >= 0
+    assert len(list((tmp_path / "cache" / "nerfsculpt" / "fid").glob("*.safetensors"))) == 2  # statistics + KID pool
+    from nerfsculpt.evaluate.distribution import cached_dataset_statistics, load_feature_extractor
+
+    def never(images):
+        raise AssertionError("the cached statistics should have been read")
+
+    fresh, pool = cached_dataset_statistics(inputs["data"], load_feature_extractor(inputs["detector"]),
+                                            fid["protocol"]["detector_sha256"])
+    cached, cached_pool = cached_dataset_statistics(inputs["data"], never, fid["protocol"]["detector_sha256"])
+    assert cached.n == fresh.n == 6 and (cached.mean == fresh.mean).all() and (cached_pool == pool).all()
     assert report["sections"]["rewards"]["protocol"]["seeds"] == "200000-200003"
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["sections"].keys() == report["sections"].keys()
