@@ -41,7 +41,7 @@ def test_every_analysis_with_its_inputs_runs_and_the_rest_is_named(tiny_pair, in
                                  progress=False)
     status = {name: s["status"] for name, s in report["sections"].items()}
     assert status == {"rewards": "ran", "sweep": "ran", "consistency": "ran", "slope": "ran", "truncation": "ran",
-                      "oracle": "not run", "study": "not run", "fid": "ran"}
+                      "embedding": "ran", "oracle": "not run", "study": "not run", "fid": "ran"}
     assert "synthetic" in report["sections"]["oracle"]["reason"]
     slope = report["sections"]["slope"]["result"]
     assert slope["tuned"]["reward"]["b"] == pytest.approx(0.5) and slope["control"]["reward"]["b"] == pytest.approx(1)
@@ -63,7 +63,7 @@ def test_every_analysis_with_its_inputs_runs_and_the_rest_is_named(tiny_pair, in
     assert saved["sections"].keys() == report["sections"].keys()
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "**not run**: the oracle judges" in markdown and "| tuned | reward | 8 | 0.500" in markdown
-    for figure in ("reward_deltas.png", "truncation_sweep.png", "slope.png"):
+    for figure in ("reward_deltas.png", "truncation_sweep.png", "slope.png", "embedding.png"):
         assert (tmp_path / "report" / "figures" / figure).stat().st_size > 1000, figure
     from PIL import Image
 
@@ -74,7 +74,7 @@ def test_every_analysis_with_its_inputs_runs_and_the_rest_is_named(tiny_pair, in
 def test_missing_inputs_are_not_run_never_passed(tiny_pair, tmp_path):
     before, after = tiny_pair
     report = evaluate_generators(before, after, None, tmp_path / "r", SMALL, progress=False)
-    for name in ("rewards", "sweep", "consistency", "slope", "fid"):
+    for name in ("rewards", "sweep", "consistency", "slope", "embedding", "fid"):
         assert report["sections"][name]["status"] == "not run", name
     assert "--reward" in report["sections"]["rewards"]["reason"] and "--run" in report["sections"]["slope"]["reason"]
     assert "--detector" in report["sections"]["fid"]["reason"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-Analysis = Literal["rewards", "sweep", "consistency", "slope", "truncation", "oracle", "study", "fid"]
+Analysis = Literal["rewards", "sweep", "consistency", "slope", "truncation", "embedding", "oracle", "study", "fid"]
 ANALYSES = get_args(Analysis)
 """The analyses of a report, in its order."""
 

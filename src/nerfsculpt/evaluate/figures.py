@@ -94,3 +94,16 @@ def renders_png(before: np.ndarray, after: np.ndarray, seeds: list[int], path: P
     gap = np.full((s, r, r // 8, 3), 255, dtype=np.uint8)
     rows = [np.concatenate([*before[i], gap[i], *after[i]], axis=1) for i in range(s)]
     return write_atomic(path, png_bytes(np.concatenate(rows, axis=0)))
+
+
+def embedding_png(result: dict[str, Any], path: Path) -> Path:
+    """The reward embeddings in 2-D (UMAP or PCA), coloured by regime and by model, with their silhouettes."""
+    figure = _figure(10, 4.5)
+    for axis, (name, r) in zip(figure.subplots(1, 2), result.items(), strict=True):
+        xy, labels = np.array(r["xy"]), np.array(r["labels"])
+        for label in dict.fromkeys(labels):
+            mask = labels == label
+            axis.plot(xy[mask, 0], xy[mask, 1], "o", markersize=4, alpha=0.7, label=label)
+        axis.set_title(f"{name}: silhouette {r['silhouette']:.3f} ({r['projection'].upper()})")
+        axis.legend(loc="best")
+    return _save(figure, path)

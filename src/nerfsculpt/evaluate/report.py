@@ -220,6 +220,16 @@ def _truncation(ctx: _Context) -> dict[str, Any]:
     return {"protocol": ctx.protocol(**protocol), "result": result}
 
 
+def _embedding(ctx: _Context) -> dict[str, Any]:
+    from nerfsculpt.evaluate.embedding import REGIME_PSIS, embedding_structure
+    from nerfsculpt.evaluate.figures import embedding_png
+
+    result = embedding_structure(ctx.scorer(), ctx.G0, ctx.G1, ctx.config.seeds, ctx.config.psi)
+    figure = embedding_png(result, ctx.figures / "embedding.png")
+    return {"protocol": ctx.protocol(regimes=list(REGIME_PSIS), features="reward embedding f", distance="Euclidean"),
+            "result": result, "figures": [figure.name]}
+
+
 def _oracle(ctx: _Context) -> dict[str, Any]:
     from nerfsculpt.evaluate.synthetic import oracle_comparison
 
@@ -272,7 +282,7 @@ def _fid(ctx: _Context) -> dict[str, Any]:
 
 ANALYSIS_FUNCTIONS: dict[str, Callable[[_Context], dict[str, Any]]] = {
     "rewards": _rewards, "sweep": _sweep, "consistency": _consistency, "slope": _slope, "truncation": _truncation,
-    "oracle": _oracle, "study": _study, "fid": _fid,
+    "embedding": _embedding, "oracle": _oracle, "study": _study, "fid": _fid,
 }
 assert tuple(ANALYSIS_FUNCTIONS) == ANALYSES, "one function per analysis, in the report's order"
 
@@ -302,7 +312,7 @@ def _config_record(config: EvaluateConfig) -> dict[str, Any]:
 TITLES = {
     "rewards": "Same-latent reward change (Fig. 7)", "sweep": "Reward against truncation (Table 5)",
     "consistency": "Rank consistency across truncation (Table 9)", "slope": "Final against initial (§4.2, Figs. 8-9)",
-    "truncation": "Truncation baseline (Table 4)",
+    "truncation": "Truncation baseline (Table 4)", "embedding": "Reward embedding structure (Fig. 11)",
     "oracle": "Ground truth: the oracle, per defect (built-in benchmark)",
     "study": "Simulated A/B user study (Table 3)", "fid": "Image distribution: FID and KID",
 }
@@ -353,6 +363,10 @@ def _section_lines(name: str, section: dict[str, Any]) -> list[str]:
             lines.append(f"| {rep} | {r['closer_to_original']:.0%} | {r['wilcoxon']['p_value']:.2g} | "
                          f"{_fmt(alpha['mean'])} {_fmt(alpha['ci95'])} | {_fmt(r['residual_fraction']['mean'])} | "
                          f"{_fmt(r['cosine']['mean'])} |")
+    elif name == "embedding":
+        lines += ["| experiment | labels | silhouette | projection |", "|---|---|---|---|"]
+        lines += [f"| {e} | {', '.join(dict.fromkeys(r['labels']))} | {r['silhouette']:.3f} | {r['projection']} |"
+                  for e, r in result.items()]
     elif name == "oracle":
         lines += ["| measure | original | tuned | change [95 % CI] | better | worse |", "|---|---|---|---|---|---|"]
         lines += [f"| {r['measure']}{'' if r['higher_is_better'] else ' (lower is better)'} | {r['before']:.4g} | "
