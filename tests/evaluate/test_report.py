@@ -28,7 +28,10 @@ def inputs(tmp_path_factory, tiny_bundle):
     detector = root / "detector.pt"
     torch.jit.save(torch.jit.script(TinyDetector()), str(detector))
     data = write_dataset(root / "reals.zip", 6, 16, 0, progress=False)
-    return {"root": root, "reward": str(tiny_bundle.path), "detector": str(detector), "data": str(data)}
+    regions = root / "regions.json"
+    regions.write_text(json.dumps({"regions": [{"name": "front", "min": [-0.5, -0.5, 0.1], "max": [0.5, 0.5, 0.5]}]}))
+    return {"root": root, "reward": str(tiny_bundle.path), "detector": str(detector), "data": str(data),
+            "regions": str(regions)}
 
 
 @pytest.mark.slow
@@ -38,10 +41,14 @@ def test_every_analysis_with_its_inputs_runs_and_the_rest_is_named(tiny_pair, in
     root = inputs["root"]
     report = evaluate_generators(before, after, inputs["reward"], tmp_path / "report", SMALL, run=root / "run",
                                  control=root / "control", detector=inputs["detector"], data=inputs["data"],
-                                 progress=False)
+                                 regions=inputs["regions"], progress=False)
     status = {name: s["status"] for name, s in report["sections"].items()}
     assert status == {"rewards": "ran", "sweep": "ran", "consistency": "ran", "slope": "ran", "truncation": "ran",
-                      "embedding": "ran", "oracle": "not run", "study": "not run", "fid": "ran"}
+                      "embedding": "ran", "attribution": "ran", "oracle": "not run", "study": "not run",
+                      "fid": "ran"}
+    attribution = report["sections"]["attribution"]["result"]
+    assert set(attribution["summary"]["regions"]) == {"front", "other"}
+    assert attribution["summary"]["max_shapley_completeness_error"] < 1e-3
     assert "synthetic" in report["sections"]["oracle"]["reason"]
     slope = report["sections"]["slope"]["result"]
     assert slope["tuned"]["reward"]["b"] == pytest.approx(0.5) and slope["control"]["reward"]["b"] == pytest.approx(1)
@@ -74,9 +81,10 @@ def test_every_analysis_with_its_inputs_runs_and_the_rest_is_named(tiny_pair, in
 def test_missing_inputs_are_not_run_never_passed(tiny_pair, tmp_path):
     before, after = tiny_pair
     report = evaluate_generators(before, after, None, tmp_path / "r", SMALL, progress=False)
-    for name in ("rewards", "sweep", "consistency", "slope", "embedding", "fid"):
+    for name in ("rewards", "sweep", "consistency", "slope", "embedding", "attribution", "fid"):
         assert report["sections"][name]["status"] == "not run", name
     assert "--reward" in report["sections"]["rewards"]["reason"] and "--run" in report["sections"]["slope"]["reason"]
+    assert "--reward" in report["sections"]["attribution"]["reason"]
     assert "--detector" in report["sections"]["fid"]["reason"]
     assert report["sections"]["truncation"]["status"] == "ran"  # needs only the two generators
     only = evaluate_generators(before, after, None, tmp_path / "one", SMALL, progress=False, only="truncation")

@@ -31,7 +31,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     offline) and OUT/figures/*.png. Analyses (docs/evaluate.md): rewards (same-latent reward change,
     Fig. 7, with before/after clay renders), sweep (reward against psi, Table 5), consistency (ranks
     at psi 0.7 against 0.25, Table 9), slope (final against initial from --run and --control, §4.2),
-    truncation (is it a slide to the average face? Table 4), oracle and study (the built-in
+    truncation (is it a slide to the average face? Table 4), embedding (silhouettes of the reward's
+    embedding), attribution (Shapley values and integrated gradients over face regions), oracle and study (the built-in
     benchmark's ground truth per defect and a simulated A/B study, Table 3), fid (FID and KID with a
     user-given detector and dataset). An analysis whose input is missing is listed as not run, with
     the flag it needs. Defaults are the paper's counts; lower --seeds for a quick look.
@@ -44,6 +45,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.dry_run:
         plan = {"analysis": args.analysis or "all", "before": args.before, "after": args.after,
                 "reward": args.reward, "run": args.run, "control": args.control, "detector": args.detector,
+                "regions": args.regions,
                 "data": args.data, "out": args.out, "config": dataclasses.asdict(config)}
         plan["config"]["seeds"] = f"{len(config.seeds)} seeds"
         print(json.dumps(plan, indent=2))
@@ -51,7 +53,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from nerfsculpt.evaluate.report import evaluate_generators
 
     report = evaluate_generators(args.before, args.after, args.reward, args.out, config, run=args.run,
-                                 control=args.control, detector=args.detector, data=args.data,
+                                 control=args.control, detector=args.detector, data=args.data, regions=args.regions,
                                  device=resolve_device(args.device), progress=not args.no_progress, only=args.analysis)
     for name, section in report["sections"].items():
         if section["status"] != "skipped":
@@ -78,6 +80,9 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     io.add_argument("--detector", default=None, metavar="FILE",
                     help="feature extractor for FID/KID: StyleGAN's Inception as TorchScript (.pt), or .onnx")
     io.add_argument("--data", default=None, metavar="ZIP", help="real images for FID/KID (EG3D dataset zip)")
+    io.add_argument("--regions", default=None, metavar="JSON",
+                    help="named face boxes for region attribution (docs/evaluate.md); the built-in generator "
+                         "has its own")
     io.add_argument("--out", default=None, metavar="REPORT", help="report directory (required)")
     add_run_options(io, dry_run=True)
     add_config_options(p.add_argument_group("protocol (docs/evaluate.md)"), EvaluateConfig)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-Analysis = Literal["rewards", "sweep", "consistency", "slope", "truncation", "embedding", "oracle", "study", "fid"]
+Analysis = Literal["rewards", "sweep", "consistency", "slope", "truncation", "embedding", "attribution", "oracle",
+                   "study", "fid"]
 ANALYSES = get_args(Analysis)
 """The analyses of a report, in its order."""
 
@@ -30,6 +31,10 @@ class EvaluateConfig:
     """Side of the canonical depth maps of the truncation-baseline analysis (Table 4)."""
     sigma_resolution: int = 64
     """Sigma grid of the truncation-baseline analysis (the full cube, Table 4)."""
+    permutations: int = 8
+    """Random region orders per seed of the Shapley values (region attribution; the reference's 8)."""
+    ig_steps: int = 8
+    """Integrated-gradient steps (region attribution; the reference's 8)."""
     oracle_resolution: int = 96
     """Sigma grid of the synthetic benchmark's oracle (calibrated at 96-128)."""
     respondents: int = 17

@@ -107,3 +107,20 @@ def embedding_png(result: dict[str, Any], path: Path) -> Path:
         axis.set_title(f"{name}: silhouette {r['silhouette']:.3f} ({r['projection'].upper()})")
         axis.legend(loc="best")
     return _save(figure, path)
+
+
+def attribution_png(summary: dict[str, Any], path: Path) -> Path:
+    """Mean Shapley value and integrated gradient of the reward change per region."""
+    names = list(summary["regions"])
+    shap = [summary["regions"][n]["shapley_mean"] for n in names]
+    ig = [summary["regions"][n]["ig_mean"] for n in names]
+    figure = _figure(max(6, 0.8 * len(names)), 4)
+    axis = figure.subplots()
+    x = np.arange(len(names))
+    axis.bar(x - 0.2, shap, width=0.4, label="Shapley (mean)")
+    axis.bar(x + 0.2, ig, width=0.4, label="integrated gradients (mean)")
+    axis.axhline(0.0, color="black", linewidth=0.8)
+    axis.set_xticks(x, names, rotation=30, ha="right")
+    axis.set_ylabel("share of the reward change")
+    axis.legend(loc="best")
+    return _save(figure, path)

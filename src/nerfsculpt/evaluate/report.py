@@ -48,8 +48,8 @@ def seeds_text(seeds: Any) -> str:
 
 def evaluate_generators(before: str | nn.Module, after: str | nn.Module, reward: str | None, out: str | Path,
                         config: EvaluateConfig | None = None, run: str | None = None, control: str | None = None,
-                        detector: str | None = None, data: str | None = None, device: Any = "cpu",
-                        progress: bool = True, only: str | None = None) -> dict[str, Any]:
+                        detector: str | None = None, data: str | None = None, regions: str | None = None,
+                        device: Any = "cpu", progress: bool = True, only: str | None = None) -> dict[str, Any]:
     """Evaluate ``after`` against ``before`` and write the report to ``out``.
 
     ``before`` / ``after``: generator specs (built-in names, checkpoints, snapshot directories) or
@@ -57,7 +57,8 @@ def evaluate_generators(before: str | nn.Module, after: str | nn.Module, reward:
 
     ``reward``: a reward bundle (the reward analyses are not run without one); ``run`` / ``control``:
     fine-tuning run directories (the slope test); ``detector`` + ``data``: a TorchScript feature
-    extractor and a dataset zip (FID/KID). ``only``: run one analysis. Returns the report dict.
+    extractor and a dataset zip (FID/KID); ``regions``: a JSON file of named face boxes (region
+    attribution; the built-in generator has its own). ``only``: run one analysis. Returns the report dict.
     """
     config = config or EvaluateConfig()
     out = Path(out)
@@ -72,6 +73,7 @@ def evaluate_generators(before: str | nn.Module, after: str | nn.Module, reward:
         bundle = load_bundle(reward, device=device)
         bundle.check_generator(G0)
     context = _Context(config, G0, G1, bundle, run, control, detector, data, figures, progress)
+    context.regions = regions
     sections: dict[str, Any] = {}
     for name in ANALYSES:
         if (only is not None and name != only) or name in config.skip:
@@ -107,6 +109,7 @@ class _Context:
         self.config, self.G0, self.G1, self.bundle = config, G0, G1, bundle
         self.run, self.control, self.detector, self.data = run, control, detector, data
         self.figures, self.progress = figures, progress
+        self.regions = None
         self._scorer = None
         self._oracle_scores = None
 
@@ -230,6 +233,27 @@ def _embedding(ctx: _Context) -> dict[str, Any]:
             "result": result, "figures": [figure.name]}
 
 
+def _attribution(ctx: _Context) -> dict[str, Any]:
+    from nerfsculpt.evaluate.attribution import attribute, read_regions, synthetic_regions
+    from nerfsculpt.evaluate.figures import attribution_png
+    from nerfsculpt.finetune.run import oracle_applies
+
+    scorer = ctx.scorer()  # NotRun without a reward
+    if ctx.regions is not None:
+        regions, source = read_regions(ctx.regions), str(ctx.regions)
+    elif oracle_applies("auto", ctx.G0):
+        regions, source = synthetic_regions(ctx.config.seeds, ctx.G0.z_dim), "the built-in heads' landmarks"
+    else:
+        raise NotRun("needs named face regions: pass --regions FILE (JSON boxes in world units, docs/evaluate.md)")
+    c = ctx.config
+    result = attribute(scorer.bundle, ctx.G0, ctx.G1, c.seeds, c.psi, regions, c.permutations, c.ig_steps,
+                       progress=ctx.progress)
+    figure = attribution_png(result["summary"], ctx.figures / "attribution.png")
+    return {"protocol": ctx.protocol(regions=source, permutations=c.permutations, permutation_seed=123,
+                                     ig_steps=c.ig_steps, ig="right Riemann sum, gradient of the raw slab"),
+            "result": result, "figures": [figure.name]}
+
+
 def _oracle(ctx: _Context) -> dict[str, Any]:
     from nerfsculpt.evaluate.synthetic import oracle_comparison
 
@@ -282,7 +306,7 @@ def _fid(ctx: _Context) -> dict[str, Any]:
 
 ANALYSIS_FUNCTIONS: dict[str, Callable[[_Context], dict[str, Any]]] = {
     "rewards": _rewards, "sweep": _sweep, "consistency": _consistency, "slope": _slope, "truncation": _truncation,
-    "embedding": _embedding, "oracle": _oracle, "study": _study, "fid": _fid,
+    "embedding": _embedding, "attribution": _attribution, "oracle": _oracle, "study": _study, "fid": _fid,
 }
 assert tuple(ANALYSIS_FUNCTIONS) == ANALYSES, "one function per analysis, in the report's order"
 
@@ -313,6 +337,7 @@ TITLES = {
     "rewards": "Same-latent reward change (Fig. 7)", "sweep": "Reward against truncation (Table 5)",
     "consistency": "Rank consistency across truncation (Table 9)", "slope": "Final against initial (§4.2, Figs. 8-9)",
     "truncation": "Truncation baseline (Table 4)", "embedding": "Reward embedding structure (Fig. 11)",
+    "attribution": "Where the reward change comes from (region attribution, Figs. 13-14)",
     "oracle": "Ground truth: the oracle, per defect (built-in benchmark)",
     "study": "Simulated A/B user study (Table 3)", "fid": "Image distribution: FID and KID",
 }
@@ -367,6 +392,16 @@ def _section_lines(name: str, section: dict[str, Any]) -> list[str]:
         lines += ["| experiment | labels | silhouette | projection |", "|---|---|---|---|"]
         lines += [f"| {e} | {', '.join(dict.fromkeys(r['labels']))} | {r['silhouette']:.3f} | {r['projection']} |"
                   for e, r in result.items()]
+    elif name == "attribution":
+        summary = result["summary"]
+        lines += ["| region | voxels | Shapley (mean) | IG (mean) | Shapley > 0 | top region in |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {n} | {result['voxels'][n]} | {r['shapley_mean']:+.4g} | {r['ig_mean']:+.4g} | "
+                  f"{r['positive']:.0%} | {r['top']} seeds |" for n, r in summary["regions"].items()]
+        lines += ["", f"Completeness: Shapley values add up to the change within "
+                      f"{summary['max_shapley_completeness_error']:.2g}; integrated gradients within "
+                      f"{summary['max_ig_completeness_error']:.2g}; Shapley-IG correlation "
+                      f"{_fmt(summary['shapley_ig_correlation'])}."]
     elif name == "oracle":
         lines += ["| measure | original | tuned | change [95 % CI] | better | worse |", "|---|---|---|---|---|---|"]
         lines += [f"| {r['measure']}{'' if r['higher_is_better'] else ' (lower is better)'} | {r['before']:.4g} | "
