@@ -11,6 +11,7 @@ from nerfsculpt.cli import main
 from nerfsculpt.evaluate.config import EvaluateConfig
 from nerfsculpt.evaluate.report import evaluate_generators
 from tests.evaluate.test_distribution import TinyDetector
+from tests.evaluate.test_identity import TinyEmbedder
 from tests.evaluate.test_trajectory import write_ticks
 
 SMALL = EvaluateConfig(seeds=(200000, 200001, 200002, 200003), sweep_psis=(0.0, 1.0), depth_resolution=12,
@@ -30,8 +31,10 @@ def inputs(tmp_path_factory, tiny_bundle):
     data = write_dataset(root / "reals.zip", 6, 16, 0, progress=False)
     regions = root / "regions.json"
     regions.write_text(json.dumps({"regions": [{"name": "front", "min": [-0.5, -0.5, 0.1], "max": [0.5, 0.5, 0.5]}]}))
+    embedder = root / "embedder.pt"
+    torch.jit.save(torch.jit.script(TinyEmbedder()), str(embedder))
     return {"root": root, "reward": str(tiny_bundle.path), "detector": str(detector), "data": str(data),
-            "regions": str(regions)}
+            "regions": str(regions), "embedder": str(embedder)}
 
 
 @pytest.mark.slow
@@ -41,11 +44,15 @@ def test_every_analysis_with_its_inputs_runs_and_the_rest_is_named(tiny_pair, in
     root = inputs["root"]
     report = evaluate_generators(before, after, inputs["reward"], tmp_path / "report", SMALL, run=root / "run",
                                  control=root / "control", detector=inputs["detector"], data=inputs["data"],
-                                 regions=inputs["regions"], progress=False)
+                                 regions=inputs["regions"], models={"face_embedder": inputs["embedder"]},
+                                 progress=False)
     status = {name: s["status"] for name, s in report["sections"].items()}
     assert status == {"rewards": "ran", "sweep": "ran", "consistency": "ran", "slope": "ran", "truncation": "ran",
-                      "embedding": "ran", "attribution": "ran", "oracle": "not run", "study": "not run",
-                      "fid": "ran"}
+                      "embedding": "ran", "attribution": "ran", "identity": "ran", "oracle": "not run",
+                      "study": "not run", "fid": "ran"}
+    identity = report["sections"]["identity"]
+    assert identity["result"]["face_identity"]["across_canonical"]["mean"] <= 1
+    assert len(identity["protocol"]["model_sha256"]["face_embedder"]) == 64 and identity["protocol"]["views"] == 6  # the 6 labels of the dataset
     attribution = report["sections"]["attribution"]["result"]
     assert set(attribution["summary"]["regions"]) == {"front", "other"}
     assert attribution["summary"]["max_shapley_completeness_error"] < 1e-3
@@ -81,11 +88,12 @@ def test_every_analysis_with_its_inputs_runs_and_the_rest_is_named(tiny_pair, in
 def test_missing_inputs_are_not_run_never_passed(tiny_pair, tmp_path):
     before, after = tiny_pair
     report = evaluate_generators(before, after, None, tmp_path / "r", SMALL, progress=False)
-    for name in ("rewards", "sweep", "consistency", "slope", "embedding", "attribution", "fid"):
+    for name in ("rewards", "sweep", "consistency", "slope", "embedding", "attribution", "identity", "fid"):
         assert report["sections"][name]["status"] == "not run", name
     assert "--reward" in report["sections"]["rewards"]["reason"] and "--run" in report["sections"]["slope"]["reason"]
     assert "--reward" in report["sections"]["attribution"]["reason"]
     assert "--detector" in report["sections"]["fid"]["reason"]
+    assert "--face-embedder" in report["sections"]["identity"]["reason"]
     assert report["sections"]["truncation"]["status"] == "ran"  # needs only the two generators
     only = evaluate_generators(before, after, None, tmp_path / "one", SMALL, progress=False, only="truncation")
     assert {n for n, s in only["sections"].items() if s["status"] != "skipped"} == {"truncation"}

@@ -32,7 +32,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     Fig. 7, with before/after clay renders), sweep (reward against psi, Table 5), consistency (ranks
     at psi 0.7 against 0.25, Table 9), slope (final against initial from --run and --control, §4.2),
     truncation (is it a slide to the average face? Table 4), embedding (silhouettes of the reward's
-    embedding), attribution (Shapley values and integrated gradients over face regions), oracle and study (the built-in
+    embedding), attribution (Shapley values and integrated gradients over face regions), identity (LPIPS
+    and face-embedding similarity at 9 views, with user-given weights), oracle and study (the built-in
     benchmark's ground truth per defect and a simulated A/B study, Table 3), fid (FID and KID with a
     user-given detector and dataset). An analysis whose input is missing is listed as not run, with
     the flag it needs. Defaults are the paper's counts; lower --seeds for a quick look.
@@ -52,8 +53,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     from nerfsculpt.evaluate.report import evaluate_generators
 
+    if (args.lpips_vgg is None) != (args.lpips_weights is None):
+        raise UsageError("LPIPS needs both --lpips-vgg (VGG-16 weights) and --lpips-weights (LPIPS' vgg.pth)")
+    models = {"lpips": (args.lpips_vgg, args.lpips_weights) if args.lpips_vgg else None,
+              "face_embedder": args.face_embedder}
     report = evaluate_generators(args.before, args.after, args.reward, args.out, config, run=args.run,
                                  control=args.control, detector=args.detector, data=args.data, regions=args.regions,
+                                 models=models,
                                  device=resolve_device(args.device), progress=not args.no_progress, only=args.analysis)
     for name, section in report["sections"].items():
         if section["status"] != "skipped":
@@ -83,6 +89,10 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     io.add_argument("--regions", default=None, metavar="JSON",
                     help="named face boxes for region attribution (docs/evaluate.md); the built-in generator "
                          "has its own")
+    io.add_argument("--lpips-vgg", default=None, metavar="FILE", help="torchvision's VGG-16 weights (LPIPS backbone)")
+    io.add_argument("--lpips-weights", default=None, metavar="FILE", help="LPIPS' vgg.pth (its linear layers)")
+    io.add_argument("--face-embedder", default=None, metavar="FILE",
+                    help="face-identity embedder (TorchScript or ONNX) taking 160 x 160 images in [-1, 1]")
     io.add_argument("--out", default=None, metavar="REPORT", help="report directory (required)")
     add_run_options(io, dry_run=True)
     add_config_options(p.add_argument_group("protocol (docs/evaluate.md)"), EvaluateConfig)

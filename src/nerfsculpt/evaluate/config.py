@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-Analysis = Literal["rewards", "sweep", "consistency", "slope", "truncation", "embedding", "attribution", "oracle",
-                   "study", "fid"]
+Analysis = Literal["rewards", "sweep", "consistency", "slope", "truncation", "embedding", "attribution", "identity",
+                   "oracle", "study", "fid"]
 ANALYSES = get_args(Analysis)
 """The analyses of a report, in its order."""
 

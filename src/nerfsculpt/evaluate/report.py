@@ -49,7 +49,8 @@ def seeds_text(seeds: Any) -> str:
 def evaluate_generators(before: str | nn.Module, after: str | nn.Module, reward: str | None, out: str | Path,
                         config: EvaluateConfig | None = None, run: str | None = None, control: str | None = None,
                         detector: str | None = None, data: str | None = None, regions: str | None = None,
-                        device: Any = "cpu", progress: bool = True, only: str | None = None) -> dict[str, Any]:
+                        models: dict[str, Any] | None = None, device: Any = "cpu", progress: bool = True,
+                        only: str | None = None) -> dict[str, Any]:
     """Evaluate ``after`` against ``before`` and write the report to ``out``.
 
     ``before`` / ``after``: generator specs (built-in names, checkpoints, snapshot directories) or
@@ -58,7 +59,9 @@ def evaluate_generators(before: str | nn.Module, after: str | nn.Module, reward:
     ``reward``: a reward bundle (the reward analyses are not run without one); ``run`` / ``control``:
     fine-tuning run directories (the slope test); ``detector`` + ``data``: a TorchScript feature
     extractor and a dataset zip (FID/KID); ``regions``: a JSON file of named face boxes (region
-    attribution; the built-in generator has its own). ``only``: run one analysis. Returns the report dict.
+    attribution; the built-in generator has its own); ``models``: identity models,
+    ``{"lpips": (vgg16 file, lpips vgg.pth), "face_embedder": file}``. ``only``: run one analysis.
+    Returns the report dict.
     """
     config = config or EvaluateConfig()
     out = Path(out)
@@ -74,6 +77,7 @@ def evaluate_generators(before: str | nn.Module, after: str | nn.Module, reward:
         bundle.check_generator(G0)
     context = _Context(config, G0, G1, bundle, run, control, detector, data, figures, progress)
     context.regions = regions
+    context.models = {k: v for k, v in (models or {}).items() if v is not None}
     sections: dict[str, Any] = {}
     for name in ANALYSES:
         if (only is not None and name != only) or name in config.skip:
@@ -110,6 +114,7 @@ class _Context:
         self.run, self.control, self.detector, self.data = run, control, detector, data
         self.figures, self.progress = figures, progress
         self.regions = None
+        self.models: dict[str, Any] = {}
         self._scorer = None
         self._oracle_scores = None
 
@@ -254,6 +259,35 @@ def _attribution(ctx: _Context) -> dict[str, Any]:
             "result": result, "figures": [figure.name]}
 
 
+def _identity(ctx: _Context) -> dict[str, Any]:
+    lpips_files, embedder_file = ctx.models.get("lpips"), ctx.models.get("face_embedder")
+    if lpips_files is None and embedder_file is None:
+        raise NotRun("needs LPIPS' weights (--lpips-vgg VGG16.pth --lpips-weights vgg.pth) and/or a face embedder "
+                     "(--face-embedder FILE.pt|.onnx)")
+    import numpy as np
+
+    from nerfsculpt.camera import canonical_camera
+    from nerfsculpt.evaluate.distribution import file_sha256, load_feature_extractor
+    from nerfsculpt.evaluate.identity import LPIPS, identity_drift
+    from nerfsculpt.geometry.views import render_depth
+    from nerfsculpt.latents import ws_from_seeds
+
+    c = ctx.config
+    lpips = LPIPS.load(*lpips_files) if lpips_files is not None else None
+    embedder = load_feature_extractor(embedder_file, return_features=False) if embedder_file is not None else None
+    depth = [render_depth(G, ws_from_seeds(G, c.seeds, c.psi, None), canonical_camera(), c.depth_resolution)
+             for G in (ctx.G0, ctx.G1)]  # (S, 1, 1, R, R) each
+    change = (depth[1] - depth[0]).abs().mean(dim=(1, 2, 3, 4)).double().numpy()  # (S,)
+    result = identity_drift(ctx.G0, ctx.G1, c.seeds, c.psi, lpips, embedder, ctx.data, geometry_change=change)
+    hashes = {"lpips": [file_sha256(f) for f in lpips_files] if lpips_files else None,
+              "face_embedder": file_sha256(embedder_file) if embedder_file else None}
+    return {"protocol": ctx.protocol(render_size=result.pop("size"), views=result.pop("views"),
+                                     cameras=result.pop("camera_source"), conditioning="canonical",
+                                     geometry_change="mean |depth change| at the canonical camera",
+                                     model_sha256=hashes),
+            "result": {**result, "geometry_change_mean": float(np.mean(change))}}
+
+
 def _oracle(ctx: _Context) -> dict[str, Any]:
     from nerfsculpt.evaluate.synthetic import oracle_comparison
 
@@ -306,7 +340,8 @@ def _fid(ctx: _Context) -> dict[str, Any]:
 
 ANALYSIS_FUNCTIONS: dict[str, Callable[[_Context], dict[str, Any]]] = {
     "rewards": _rewards, "sweep": _sweep, "consistency": _consistency, "slope": _slope, "truncation": _truncation,
-    "embedding": _embedding, "attribution": _attribution, "oracle": _oracle, "study": _study, "fid": _fid,
+    "embedding": _embedding, "attribution": _attribution, "identity": _identity, "oracle": _oracle, "study": _study,
+    "fid": _fid,
 }
 assert tuple(ANALYSIS_FUNCTIONS) == ANALYSES, "one function per analysis, in the report's order"
 
@@ -338,6 +373,7 @@ TITLES = {
     "consistency": "Rank consistency across truncation (Table 9)", "slope": "Final against initial (§4.2, Figs. 8-9)",
     "truncation": "Truncation baseline (Table 4)", "embedding": "Reward embedding structure (Fig. 11)",
     "attribution": "Where the reward change comes from (region attribution, Figs. 13-14)",
+    "identity": "Identity drift: LPIPS and face-embedding similarity",
     "oracle": "Ground truth: the oracle, per defect (built-in benchmark)",
     "study": "Simulated A/B user study (Table 3)", "fid": "Image distribution: FID and KID",
 }
@@ -402,6 +438,19 @@ def _section_lines(name: str, section: dict[str, Any]) -> list[str]:
                       f"{summary['max_shapley_completeness_error']:.2g}; integrated gradients within "
                       f"{summary['max_ig_completeness_error']:.2g}; Shapley-IG correlation "
                       f"{_fmt(summary['shapley_ig_correlation'])}."]
+    elif name == "identity":
+        lines += ["| measure | canonical view | other views |", "|---|---|---|"]
+        if "lpips" in result:
+            lp = result["lpips"]
+            lines.append(f"| LPIPS (original vs tuned) | {lp['canonical']['mean']:.4g} "
+                         f"{_fmt(lp['canonical']['ci95'])} | {lp['views']['mean']:.4g} {_fmt(lp['views']['ci95'])} |")
+        if "face_identity" in result:
+            fi = result["face_identity"]
+            lines.append(f"| face cosine (original vs tuned) | {fi['across_canonical']['mean']:.4g} | mean "
+                         f"{fi['across_views']['mean']:.4g}, min {fi['across_views']['min']:.4g} |")
+            k = fi["consistency"]
+            lines += ["", f"Within-model view consistency: original {k['original']:.4g}, tuned {k['tuned']:.4g} "
+                          f"(paired Wilcoxon p {k['wilcoxon_p']:.2g})."]
     elif name == "oracle":
         lines += ["| measure | original | tuned | change [95 % CI] | better | worse |", "|---|---|---|---|---|---|"]
         lines += [f"| {r['measure']}{'' if r['higher_is_better'] else ' (lower is better)'} | {r['before']:.4g} | "
