@@ -31,10 +31,12 @@ def inputs(tmp_path_factory, tiny_bundle):
     data = write_dataset(root / "reals.zip", 6, 16, 0, progress=False)
     regions = root / "regions.json"
     regions.write_text(json.dumps({"regions": [{"name": "front", "min": [-0.5, -0.5, 0.1], "max": [0.5, 0.5, 0.5]}]}))
+    features = root / "features.pt"  # a second feature space: the detector's plain output
+    torch.jit.save(torch.jit.script(TinyDetector()), str(features))
     embedder = root / "embedder.pt"
     torch.jit.save(torch.jit.script(TinyEmbedder()), str(embedder))
     return {"root": root, "reward": str(tiny_bundle.path), "detector": str(detector), "data": str(data),
-            "regions": str(regions), "embedder": str(embedder)}
+            "regions": str(regions), "embedder": str(embedder), "features": str(features)}
 
 
 @pytest.mark.slow
@@ -44,7 +46,8 @@ def test_every_analysis_with_its_inputs_runs_and_the_rest_is_named(tiny_pair, in
     root = inputs["root"]
     report = evaluate_generators(before, after, inputs["reward"], tmp_path / "report", SMALL, run=root / "run",
                                  control=root / "control", detector=inputs["detector"], data=inputs["data"],
-                                 regions=inputs["regions"], models={"face_embedder": inputs["embedder"]},
+                                 regions=inputs["regions"],
+                                 models={"face_embedder": inputs["embedder"], "features": inputs["features"]},
                                  progress=False)
     status = {name: s["status"] for name, s in report["sections"].items()}
     assert status == {"rewards": "ran", "sweep": "ran", "consistency": "ran", "slope": "ran", "truncation": "ran",
@@ -52,7 +55,8 @@ def test_every_analysis_with_its_inputs_runs_and_the_rest_is_named(tiny_pair, in
                       "study": "not run", "fid": "ran"}
     identity = report["sections"]["identity"]
     assert identity["result"]["face_identity"]["across_canonical"]["mean"] <= 1
-    assert len(identity["protocol"]["model_sha256"]["face_embedder"]) == 64 and identity["protocol"]["views"] == 6  # the 6 labels of the dataset
+    assert len(identity["protocol"]["model_sha256"]["face_embedder"]) == 64
+    assert identity["protocol"]["views"] == 6  # the 6 labels of the dataset
     attribution = report["sections"]["attribution"]["result"]
     assert set(attribution["summary"]["regions"]) == {"front", "other"}
     assert attribution["summary"]["max_shapley_completeness_error"] < 1e-3
@@ -61,28 +65,32 @@ def test_every_analysis_with_its_inputs_runs_and_the_rest_is_named(tiny_pair, in
     assert slope["tuned"]["reward"]["b"] == pytest.approx(0.5) and slope["control"]["reward"]["b"] == pytest.approx(1)
     fid = report["sections"]["fid"]
     assert fid["protocol"]["generated"] == 4 and fid["protocol"]["real"] == 6
-    assert len(fid["protocol"]["detector_sha256"]) == 64 and fid["result"]["original"]["fid"] >= 0
-    assert len(list((tmp_path / "cache" / "nerfsculpt" / "fid").glob("*.safetensors"))) == 2  # statistics + KID pool
+    assert len(fid["protocol"]["inception_sha256"]) == 64 and fid["result"]["inception"]["original"]["fid"] >= 0
+    assert fid["result"]["features"]["cost"]["kid"] == pytest.approx(
+        fid["result"]["features"]["tuned"]["kid"] - fid["result"]["features"]["original"]["kid"])
+    cached_files = list((tmp_path / "cache" / "nerfsculpt" / "fid").glob("*.safetensors"))
+    assert len(cached_files) == 4  # per feature space: the statistics and the KID pool
     from nerfsculpt.evaluate.distribution import cached_dataset_statistics, load_feature_extractor
 
     def never(images):
         raise AssertionError("the cached statistics should have been read")
 
     fresh, pool = cached_dataset_statistics(inputs["data"], load_feature_extractor(inputs["detector"]),
-                                            fid["protocol"]["detector_sha256"])
-    cached, cached_pool = cached_dataset_statistics(inputs["data"], never, fid["protocol"]["detector_sha256"])
+                                            fid["protocol"]["inception_sha256"])
+    cached, cached_pool = cached_dataset_statistics(inputs["data"], never, fid["protocol"]["inception_sha256"])
     assert cached.n == fresh.n == 6 and (cached.mean == fresh.mean).all() and (cached_pool == pool).all()
     assert report["sections"]["rewards"]["protocol"]["seeds"] == "200000-200003"
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["sections"].keys() == report["sections"].keys()
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "**not run**: the oracle judges" in markdown and "| tuned | reward | 8 | 0.500" in markdown
-    for figure in ("reward_deltas.png", "truncation_sweep.png", "slope.png", "embedding.png"):
+    for figure in ("reward_deltas.png", "truncation_sweep.png", "slope.png", "embedding.png", "attribution.png"):
         assert (tmp_path / "report" / "figures" / figure).stat().st_size > 1000, figure
     from PIL import Image
 
     renders = Image.open(tmp_path / "report" / "figures" / "renders.png")  # 1 seed x (3 views, gap, 3 views)
     assert renders.size == (6 * 128 + 16, 128)
+    assert Image.open(tmp_path / "report" / "figures" / "reward_tails.png").size == (128, 2 * 128)  # best / worst
 
 
 def test_missing_inputs_are_not_run_never_passed(tiny_pair, tmp_path):

@@ -56,7 +56,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if (args.lpips_vgg is None) != (args.lpips_weights is None):
         raise UsageError("LPIPS needs both --lpips-vgg (VGG-16 weights) and --lpips-weights (LPIPS' vgg.pth)")
     models = {"lpips": (args.lpips_vgg, args.lpips_weights) if args.lpips_vgg else None,
-              "face_embedder": args.face_embedder}
+              "face_embedder": args.face_embedder, "features": args.features}
     report = evaluate_generators(args.before, args.after, args.reward, args.out, config, run=args.run,
                                  control=args.control, detector=args.detector, data=args.data, regions=args.regions,
                                  models=models,
@@ -85,6 +85,9 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     io.add_argument("--control", default=None, metavar="RUN", help="its control run (--lambda-r 0)")
     io.add_argument("--detector", default=None, metavar="FILE",
                     help="feature extractor for FID/KID: StyleGAN's Inception as TorchScript (.pt), or .onnx")
+    io.add_argument("--features", default=None, metavar="FILE",
+                    help="a second feature space for FID/KID (e.g. DINOv2 as TorchScript or ONNX), called on uint8 "
+                         "images [N, 3, H, W]; FID in one feature space alone can be gamed")
     io.add_argument("--data", default=None, metavar="ZIP", help="real images for FID/KID (EG3D dataset zip)")
     io.add_argument("--regions", default=None, metavar="JSON",
                     help="named face boxes for region attribution (docs/evaluate.md); the built-in generator "

@@ -191,7 +191,31 @@ def _consistency(ctx: _Context) -> dict[str, Any]:
     scorer = ctx.scorer()
     result = {name: rank_consistency_across_psi(scorer, G, ctx.config.seeds, ctx.config.psi, ctx.config.consistency_psi)
               for name, G in (("original", ctx.G0), ("tuned", ctx.G1))}
-    return {"protocol": ctx.protocol(psi=[ctx.config.psi, ctx.config.consistency_psi]), "result": result}
+    figures = [_tails(ctx, scorer).name] if ctx.config.renders > 0 else []
+    return {"protocol": ctx.protocol(psi=[ctx.config.psi, ctx.config.consistency_psi]), "result": result,
+            "figures": figures}
+
+
+def _tails(ctx: _Context, scorer: Any) -> Path:
+    """Fig. 20: clay renders (front view) of the tuned generator's best and worst seeds by reward at psi."""
+    import numpy as np
+
+    from nerfsculpt.atomic import png_bytes, write_atomic
+    from nerfsculpt.camera import annotation_views
+    from nerfsculpt.geometry.shading import render_geometry
+    from nerfsculpt.latents import ws_from_seeds
+
+    scored = scorer(ctx.G1, ctx.config.seeds, ctx.config.psi)
+    order = np.argsort(-scored.rewards, kind="stable")  # best first
+    k = max(1, min(ctx.config.renders, len(order) // 2))
+    rows = []
+    for picks in (order[:k], order[::-1][:k]):
+        seeds = [scored.seeds[i] for i in picks]
+        views = annotation_views()
+        front = render_geometry(ctx.G1, ws_from_seeds(ctx.G1, seeds, ctx.config.psi, None),
+                                views=views.render[:1], resolution=128, grid_resolution=128)  # (k, 1, R, R, 3)
+        rows.append(np.concatenate(list(front[:, 0]), axis=1))  # (R, k * R, 3)
+    return write_atomic(ctx.figures / "reward_tails.png", png_bytes(np.concatenate(rows, axis=0)))
 
 
 def _slope(ctx: _Context) -> dict[str, Any]:
@@ -213,9 +237,16 @@ def _slope(ctx: _Context) -> dict[str, Any]:
     if not pairs:
         raise NotRun(f"{ctx.run} logged no trajectory seeds (RUN/rewards/ or RUN/oracle/)")
     figure = slope_png(pairs, ctx.figures / "slope.png")
+    figures = [figure.name]
+    gold = Path(ctx.run) / "gold_curve.png"
+    if gold.is_file():  # the run's proxy-against-truth trajectory (synthetic benchmark)
+        import shutil
+
+        shutil.copyfile(gold, ctx.figures / "gold_curve.png")
+        figures.append("gold_curve.png")
     return {"protocol": {"seeds": "the run's trajectory seeds", "psi": 1.0, "network": "G_ema",
                          "test": "OLS final = a + b initial, t test of b = 1 (paper §4.2)"},
-            "result": result, "figures": [figure.name]}
+            "result": result, "figures": figures}
 
 
 def _truncation(ctx: _Context) -> dict[str, Any]:
@@ -306,9 +337,11 @@ def _study(ctx: _Context) -> dict[str, Any]:
 
 
 def _fid(ctx: _Context) -> dict[str, Any]:
-    if ctx.detector is None or ctx.data is None:
-        raise NotRun("needs a feature extractor and real images: pass --detector INCEPTION.pt (StyleGAN's "
-                     "TorchScript Inception) and --data DATASET.zip")
+    spaces = [(name, path, inception) for name, path, inception in
+              (("inception", ctx.detector, True), ("features", ctx.models.get("features"), False)) if path is not None]
+    if not spaces or ctx.data is None:
+        raise NotRun("needs real images and a feature extractor: pass --data DATASET.zip and --detector INCEPTION.pt "
+                     "(StyleGAN's TorchScript Inception) and/or --features FILE (any TorchScript/ONNX extractor)")
     from nerfsculpt.eg3d_dataset import read_eg3d_dataset
     from nerfsculpt.evaluate.distribution import (
         FeatureStatistics,
@@ -321,21 +354,25 @@ def _fid(ctx: _Context) -> dict[str, Any]:
     )
 
     device = ctx.G0.dataset_label_std.device
-    extract = load_feature_extractor(ctx.detector, device)
-    detector_sha256 = file_sha256(ctx.detector)
-    real, pool = cached_dataset_statistics(ctx.data, extract, detector_sha256, progress=ctx.progress)
     labels = read_eg3d_dataset(ctx.data).labels
     n = ctx.config.fid_samples
     result: dict[str, Any] = {}
-    for name, G in (("original", ctx.G0), ("tuned", ctx.G1)):
-        fake = generator_features(G, extract, n, labels, progress=ctx.progress)
-        result[name] = {"fid": frechet_distance(FeatureStatistics.of(fake), real),
-                        "kid": kernel_inception_distance(fake, pool)}
-    result["cost"] = {k: result["tuned"][k] - result["original"][k] for k in ("fid", "kid")}
-    return {"protocol": {"generated": n, "real": real.n, "kid_real_pool": len(pool), "psi": 1.0,
-                         "noise_mode": "random", "cameras": "random dataset labels (conditioning = rendering)",
-                         "detector_sha256": detector_sha256, "data": str(ctx.data)},
-            "result": result}
+    protocol: dict[str, Any] = {"generated": n, "psi": 1.0, "noise_mode": "random", "data": str(ctx.data),
+                                "cameras": "random dataset labels (conditioning = rendering)"}
+    for space, path, inception in spaces:
+        extract = load_feature_extractor(path, device, return_features=inception)
+        sha256 = file_sha256(path)
+        real, pool = cached_dataset_statistics(ctx.data, extract, sha256, progress=ctx.progress)
+        scores = {}
+        for name, G in (("original", ctx.G0), ("tuned", ctx.G1)):
+            fake = generator_features(G, extract, n, labels, progress=ctx.progress)
+            scores[name] = {"fid": frechet_distance(FeatureStatistics.of(fake), real),
+                            "kid": kernel_inception_distance(fake, pool)}
+        scores["cost"] = {k: scores["tuned"][k] - scores["original"][k] for k in ("fid", "kid")}
+        result[space] = scores
+        protocol[f"{space}_sha256"] = sha256
+        protocol["real"], protocol["kid_real_pool"] = real.n, len(pool)
+    return {"protocol": protocol, "result": result}
 
 
 ANALYSIS_FUNCTIONS: dict[str, Callable[[_Context], dict[str, Any]]] = {
@@ -465,9 +502,10 @@ def _section_lines(name: str, section: dict[str, Any]) -> list[str]:
                      f"({p['none']:.1%}) | {result['cohens_h']:.3f} | {_fmt(excl.get('rate'))} "
                      f"{_fmt(excl.get('ci'))} | {_fmt(excl.get('p_value'))} |")
     elif name == "fid":
-        lines += ["| generator | FID | KID |", "|---|---|---|"]
-        lines += [f"| {g} | {r['fid']:.4g} | {r['kid']:.4g} |" for g, r in result.items() if g != "cost"]
-        lines += [f"| tuned - original | {result['cost']['fid']:+.4g} | {result['cost']['kid']:+.4g} |"]
+        lines += ["| features | generator | FID | KID |", "|---|---|---|---|"]
+        for space, scores in result.items():
+            lines += [f"| {space} | {g} | {r['fid']:.4g} | {r['kid']:.4g} |" for g, r in scores.items() if g != "cost"]
+            lines += [f"| {space} | tuned - original | {scores['cost']['fid']:+.4g} | {scores['cost']['kid']:+.4g} |"]
     lines += ["", *(f"![{name}](figures/{f})" for f in section.get("figures", [])), ""]
     return lines
 
