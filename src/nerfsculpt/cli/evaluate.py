@@ -20,11 +20,11 @@ from nerfsculpt.cli.common import (
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a fine-tuned generator against its original: the paper's §4 analyses in one report.
 
-        nerfsculpt evaluate --before synthetic --after runs/tune/snapshots/latest --reward runs/reward/bundle \\
+        nerfsculpt evaluate --before synthetic --after runs/tune/snapshots/0000100 --reward runs/reward/bundle \\
             --run runs/tune --control runs/control --out report/
-        nerfsculpt evaluate rewards --before synthetic --after runs/tune/snapshots/latest \\
+        nerfsculpt evaluate rewards --before synthetic --after runs/tune/snapshots/0000100 \\
             --reward runs/reward/bundle --out report/ --seeds 200000-200019        # one analysis, 20 seeds
-        nerfsculpt evaluate --before ffhq512-128.pkl --after runs/ffhq/snapshots/latest \\
+        nerfsculpt evaluate --before ffhq512-128.pkl --after runs/ffhq/snapshots/0001250 \\
             --reward runs/reward-paper --detector inception.pt --data FFHQ_512.zip --out report/
 
     Writes OUT/report.json (every number with its protocol), OUT/report.md, OUT/report.html (opens
@@ -79,7 +79,7 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     io = p.add_argument_group("inputs and outputs")
     io.add_argument("--before", default="synthetic", metavar="PATH|NAME", help="the original generator")
     io.add_argument("--after", required=True, metavar="PATH|NAME",
-                    help="the fine-tuned generator (e.g. RUN/snapshots/latest or RUN/best)")
+                    help="the fine-tuned generator (e.g. RUN/snapshots/NNNNNNN or RUN/best)")
     io.add_argument("--reward", default=None, metavar="BUNDLE", help="reward bundle of the reward analyses")
     io.add_argument("--run", default=None, metavar="RUN", help="the fine-tuning run (the slope test)")
     io.add_argument("--control", default=None, metavar="RUN", help="its control run (--lambda-r 0)")

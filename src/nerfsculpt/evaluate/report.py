@@ -9,7 +9,7 @@ tables; the HTML shows the figures and needs no network), ``figures/*.png``.
 
 Example::
 
-    report = evaluate_generators("synthetic", "runs/tune/snapshots/latest", "runs/reward/bundle", "report/",
+    report = evaluate_generators("synthetic", "runs/tune/snapshots/0000100", "runs/reward/bundle", "report/",
                                  EvaluateConfig(seeds=tuple(range(200000, 200020))), run="runs/tune")
 """
 

@@ -8,7 +8,7 @@ did not exist is not created).
 Example::
 
     ranking_study_from_bank("prefs.sqlite", "bank/", RankingStudyConfig(questions=40))
-    create_ab_study("study.sqlite", "synthetic", "runs/tune/snapshots/latest", seeds=range(40))
+    create_ab_study("study.sqlite", "synthetic", "runs/tune/snapshots/0000100", seeds=range(40))
 """
 
 from __future__ import annotations
