@@ -84,6 +84,7 @@ def test_every_analysis_with_its_inputs_runs_and_the_rest_is_named(tiny_pair, in
     assert saved["sections"].keys() == report["sections"].keys()
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "**not run**: the oracle judges" in markdown and "| tuned | reward | 8 | 0.500" in markdown
+    assert "## In short" in markdown and "b = 0.50" in markdown
     for figure in ("reward_deltas.png", "truncation_sweep.png", "slope.png", "embedding.png", "attribution.png"):
         assert (tmp_path / "report" / "figures" / figure).stat().st_size > 1000, figure
     from PIL import Image

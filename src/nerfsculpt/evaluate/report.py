@@ -518,12 +518,45 @@ def report_markdown(report: dict[str, Any]) -> str:
              f"(fingerprint {a['fingerprint'][:12]}).",
              f"Reward: `{report['reward']['path']}` (model sha256 {str(report['reward']['model_sha256'])[:12]})."
              if report["reward"] else "Reward: none given.", ""]
+    lines += [*_headlines(report["sections"]), ""]
     ran = [n for n, s in report["sections"].items() if s["status"] == "ran"]
     missing = [n for n, s in report["sections"].items() if s["status"] == "not run"]
     lines += [f"Ran: {', '.join(ran) or 'nothing'}. Not run: {', '.join(missing) or 'nothing'}.", ""]
     for name, section in report["sections"].items():
         lines += _section_lines(name, section)
     return "\n".join(lines)
+
+
+def _headlines(sections: dict[str, Any]) -> list[str]:
+    """One line per key finding, with its interval: what changed and how sure we are."""
+    lines = ["## In short", ""]
+
+    def ran(name: str) -> dict[str, Any] | None:
+        return sections[name]["result"] if sections.get(name, {}).get("status") == "ran" else None
+
+    if (r := ran("rewards")) is not None:
+        d = r["delta"]
+        lines.append(f"- The reward of the same latents changed by {d['mean']:+.3g} (95 % CI {_fmt(d['mean_ci95'])}); "
+                     f"it rose on {d['fraction_positive']:.0%} of {d['n']} seeds.")
+    if (r := ran("oracle")) is not None:
+        q = next(row for row in r["rows"] if row["measure"] == "quality")
+        lines.append(f"- Ground truth (oracle quality, higher is better): {q['change']:+.3g} (95 % CI "
+                     f"{_fmt(q['change_ci95'])}); better on {q['better']:.0%} of seeds, worse on {q['worse']:.0%}.")
+    if (r := ran("study")) is not None:
+        lines.append(f"- Simulated A/B study: tuned preferred in {r['proportions']['tuned']:.0%} of answers, the "
+                     f"original in {r['proportions']['original']:.0%}; Cohen's h {r['cohens_h']:.2f}.")
+    if (r := ran("slope")) is not None and "reward" in r.get("tuned", {}):
+        s = r["tuned"]["reward"]
+        lines.append(f"- Final against initial reward: b = {s['b']:.2f} {_fmt(s['b_ci95'])} (p of b = 1: "
+                     f"{s['p_b_equals_1']:.2g}); b < 1 means the worse samples gained more.")
+    if (r := ran("truncation")) is not None:
+        lines.append(f"- Tuned samples closer to their original than to the average face: "
+                     f"{r['sigma']['closer_to_original']:.0%} (sigma), {r['depth']['closer_to_original']:.0%} (depth); "
+                     f"a mere slide toward the average face would give 0 %.")
+    if (r := ran("fid")) is not None:
+        costs = ", ".join(f"{space} FID {v['cost']['fid']:+.3g}" for space, v in r.items())
+        lines.append(f"- Image-distribution cost (tuned - original): {costs}.")
+    return lines if len(lines) > 2 else []
 
 
 def report_html(markdown: str) -> str:
@@ -549,6 +582,8 @@ def report_html(markdown: str) -> str:
             body.append(f"<h1>{html.escape(line[2:])}</h1>")
         elif line.startswith("## "):
             body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("- "):
+            body.append(f"<p>&bull; {html.escape(line[2:])}</p>")
         elif line.startswith("!["):
             alt, src = line[2:].split("](", 1)
             body.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src.rstrip(")"))}">')
