@@ -125,6 +125,22 @@ def test_the_oracle_and_a_simulated_study_on_the_built_in_generator(tmp_path):
     assert sum(counts.values()) == 15 and study["sections"]["study"]["protocol"]["respondents"] == 5
 
 
+@pytest.mark.slow
+def test_built_in_heads_get_meshes_beside_their_renders(tiny_bundle, tmp_path):
+    import copy
+
+    from nerfsculpt.generator.builtin import resolve_generator
+
+    before, _ = resolve_generator("synthetic", "cpu")
+    config = EvaluateConfig(seeds=(200000, 200001), renders=1)
+    report = evaluate_generators(before, copy.deepcopy(before), str(tiny_bundle.path), tmp_path, config,
+                                 progress=False, only="rewards")
+    meshes = report["sections"]["rewards"]["meshes"]
+    assert meshes == ["meshes/seed-200000-original.glb", "meshes/seed-200000-tuned.glb"]
+    assert all((tmp_path / m).stat().st_size > 10_000 for m in meshes)
+    assert '<a href="meshes/seed-200000-tuned.glb">' in (tmp_path / "report.html").read_text()
+
+
 def test_cli_plumbing(capsys, tmp_path):
     assert main(["evaluate", "--after", "tiny-random", "--dry-run", "--out", str(tmp_path)]) == 0
     plan = json.loads(capsys.readouterr().out)

@@ -19,6 +19,7 @@ import datetime
 import html
 import json
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -157,9 +158,32 @@ def _rewards(ctx: _Context) -> dict[str, Any]:
 
     result = reward_deltas(ctx.scorer(), ctx.G0, ctx.G1, ctx.config.seeds, ctx.config.psi)
     figures = [reward_deltas_png(result, ctx.figures / "reward_deltas.png")]
+    section: dict[str, Any] = {"protocol": ctx.protocol(), "result": result}
     if ctx.config.renders > 0:
         figures.append(_renders(ctx, renders_png))
-    return {"protocol": ctx.protocol(), "result": result, "figures": [str(f.name) for f in figures]}
+        section["meshes"] = _meshes(ctx)
+    return {**section, "figures": [str(f.name) for f in figures]}
+
+
+def _meshes(ctx: _Context) -> list[str]:
+    """GLB meshes (sigma = 10, EG3D's border) of the rendered seeds, both generators, in OUT/meshes/."""
+    from nerfsculpt.geometry.mesh import extract_mesh, save_mesh
+    from nerfsculpt.geometry.sigma import sigma_grid
+    from nerfsculpt.latents import ws_from_seeds
+
+    written = []
+    (ctx.figures.parent / "meshes").mkdir(exist_ok=True)
+    for seed in ctx.config.seeds[: ctx.config.renders]:
+        for name, G in (("original", ctx.G0), ("tuned", ctx.G1)):
+            cube = sigma_grid(G, ws_from_seeds(G, [seed], ctx.config.psi, None), resolution=128)[0]  # (R, R, R)
+            try:
+                mesh = extract_mesh(cube, level=10.0, cube_length=float(G.rendering_kwargs["box_warp"]), border="eg3d")
+            except ValueError:  # no surface at the level
+                continue
+            path = save_mesh(mesh, ctx.figures.parent / "meshes" / f"seed-{seed}-{name}.glb",
+                             {"seed": int(seed), "generator": name, "psi": ctx.config.psi, "level": 10.0})
+            written.append(f"meshes/{path.name}")
+    return written
 
 
 def _renders(ctx: _Context, renders_png: Callable) -> Path:
@@ -507,6 +531,9 @@ def _section_lines(name: str, section: dict[str, Any]) -> list[str]:
             lines += [f"| {space} | {g} | {r['fid']:.4g} | {r['kid']:.4g} |" for g, r in scores.items() if g != "cost"]
             lines += [f"| {space} | tuned - original | {scores['cost']['fid']:+.4g} | {scores['cost']['kid']:+.4g} |"]
     lines += ["", *(f"![{name}](figures/{f})" for f in section.get("figures", [])), ""]
+    if section.get("meshes"):
+        links = ", ".join(f"[{Path(m).stem}]({m})" for m in section["meshes"])
+        lines += [f"Meshes (GLB, open in any 3-D viewer): {links}", ""]
     return lines
 
 
@@ -588,7 +615,7 @@ def report_html(markdown: str) -> str:
             alt, src = line[2:].split("](", 1)
             body.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src.rstrip(")"))}">')
         elif line.strip():
-            text = html.escape(line).replace("**", "")
+            text = re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r'<a href="\2">\1</a>', html.escape(line).replace("**", ""))
             body.append(f"<p>{text}</p>")
     flush()
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
