@@ -104,6 +104,10 @@ def test_missing_inputs_are_not_run_never_passed(tiny_pair, tmp_path):
     assert "--detector" in report["sections"]["fid"]["reason"]
     assert "--face-embedder" in report["sections"]["identity"]["reason"]
     assert report["sections"]["truncation"]["status"] == "ran"  # needs only the two generators
+    write_ticks(tmp_path / "short", "rewards", "reward", {0: [1.0, 2.0, 3.0]})  # a run stopped after tick 0
+    broken = evaluate_generators(before, after, None, tmp_path / "b", SMALL, run=tmp_path / "short", progress=False,
+                                 only="slope")
+    assert broken["sections"]["slope"]["status"] == "failed" and "tick" in broken["sections"]["slope"]["reason"]
     only = evaluate_generators(before, after, None, tmp_path / "one", SMALL, progress=False, only="truncation")
     assert {n for n, s in only["sections"].items() if s["status"] != "skipped"} == {"truncation"}
 

@@ -12,7 +12,7 @@ def write_ticks(run, folder, column, values_by_tick):
     (run / folder).mkdir(parents=True)
     for tick, values in values_by_tick.items():
         rows = "".join(f"{300000 + i},{v:.6f}\n" for i, v in enumerate(values))
-        (run / folder / f"tick-{tick}.csv").write_text(f"seed,{column}\n{rows}")
+        (run / folder / f"tick-{tick:06d}.csv").write_text(f"seed,{column}\n{rows}")  # finetune.monitor.TICK_NAME
 
 
 def test_slope_of_a_run_that_lifts_the_worst_most(tmp_path):
@@ -26,7 +26,7 @@ def test_slope_of_a_run_that_lifts_the_worst_most(tmp_path):
 
 
 def test_missing_logs_are_named(tmp_path):
-    with pytest.raises(RunError, match="tick-0.csv"):
+    with pytest.raises(RunError, match="tick-000000.csv"):
         run_slope(tmp_path, measure="oracle")
     write_ticks(tmp_path, "rewards", "reward", {0: [1.0, 2.0, 3.0], 1: [1.0, 2.0, 3.5]})
     with pytest.raises(RunError, match="no tick 5"):

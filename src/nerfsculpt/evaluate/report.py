@@ -1,7 +1,8 @@
 """``nerfsculpt evaluate``: run the analyses of a fine-tune and write one report (JSON, Markdown, HTML, PNG).
 
 Every section of the report is one analysis with its status: ``ran`` (with its protocol and
-result), ``not run`` (an input it needs was not given: the reason names the flag) or ``skipped``
+result), ``not run`` (an input it needs was not given: the reason names the flag), ``failed`` (an
+input was unusable, e.g. a run directory without tick logs: the reason says why) or ``skipped``
 (``EvaluateConfig.skip``). A section that could not run is never shown as passed.
 
 Layout of ``OUT/``: ``report.json`` (everything), ``report.md`` and ``report.html`` (the same
@@ -89,6 +90,9 @@ def evaluate_generators(before: str | nn.Module, after: str | nn.Module, reward:
             sections[name] = {"status": "ran", **ANALYSIS_FUNCTIONS[name](context)}
         except NotRun as reason:
             sections[name] = {"status": "not run", "reason": str(reason)}
+        except NerfsculptError as error:  # bad input for this analysis: the others still run
+            log.warning("evaluate: %s failed: %s", name, error)
+            sections[name] = {"status": "failed", "reason": str(error)}
     report = {"format": REPORT_FORMAT, "version": REPORT_VERSION,
               "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
               "before": info0.to_dict() | {"config": None}, "after": info1.to_dict() | {"config": None},
@@ -548,7 +552,9 @@ def report_markdown(report: dict[str, Any]) -> str:
     lines += [*_headlines(report["sections"]), ""]
     ran = [n for n, s in report["sections"].items() if s["status"] == "ran"]
     missing = [n for n, s in report["sections"].items() if s["status"] == "not run"]
-    lines += [f"Ran: {', '.join(ran) or 'nothing'}. Not run: {', '.join(missing) or 'nothing'}.", ""]
+    failed = [n for n, s in report["sections"].items() if s["status"] == "failed"]
+    lines += [f"Ran: {', '.join(ran) or 'nothing'}. Not run: {', '.join(missing) or 'nothing'}."
+              + (f" Failed: {', '.join(failed)}." if failed else ""), ""]
     for name, section in report["sections"].items():
         lines += _section_lines(name, section)
     return "\n".join(lines)

@@ -41,7 +41,9 @@ def ticks(run: str | Path, folder: str) -> list[int]:
 
 def read_tick(run: str | Path, folder: str, tick: int, column: str) -> dict[int, float]:
     """{seed: value} of one column of ``RUN/folder/tick-K.csv``."""
-    with (Path(run) / folder / f"tick-{tick}.csv").open(newline="") as f:
+    from nerfsculpt.finetune.monitor import TICK_NAME
+
+    with (Path(run) / folder / f"{TICK_NAME.format(tick=tick)}.csv").open(newline="") as f:
         return {int(row["seed"]): float(row[column]) for row in csv.DictReader(f)}
 
 
@@ -51,7 +53,7 @@ def run_slope(run: str | Path, measure: Literal["reward", "oracle"] = "reward",
     folder, column = MEASURES[measure]
     logged = ticks(run, folder)
     if len(logged) < 2 or logged[0] != 0:
-        raise RunError(f"{run} has no {folder}/tick-0.csv and a later tick; the run must track trajectory seeds "
+        raise RunError(f"{run} has no {folder}/tick-000000.csv and a later tick; the run must track trajectory seeds "
                        f"({'--oracle on' if measure == 'oracle' else '--trajectory-seeds'}) for at least one tick")
     tick = logged[-1] if tick is None else tick
     if tick not in logged:

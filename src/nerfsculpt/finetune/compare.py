@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from nerfsculpt.finetune.config import FinetuneError
+from nerfsculpt.finetune.monitor import TICK_NAME
 from nerfsculpt.stats import bootstrap_mean, slope_test
 
 IMPROVED_FRACTION = 0.70
@@ -67,8 +68,9 @@ def _oracle_changes(run: Path, tick: int | None) -> tuple[int, Table, Table]:
     if tick is None:
         tick = ticks[-1]
     if tick not in ticks:
-        raise FinetuneError(f"{run} has no oracle/tick-{tick:06d}.csv; its ticks are {ticks}")
-    return tick, _read_table(run / "oracle" / "tick-000000.csv"), _read_table(run / "oracle" / f"tick-{tick:06d}.csv")
+        raise FinetuneError(f"{run} has no oracle/{TICK_NAME.format(tick=tick)}.csv; its ticks are {ticks}")
+    start, end = (_read_table(run / "oracle" / f"{TICK_NAME.format(tick=t)}.csv") for t in (0, tick))
+    return tick, start, end
 
 
 def compare_runs(tuned: str | Path, control: str | Path, tick: int | None = None,
@@ -129,7 +131,7 @@ def _change(delta: np.ndarray, tolerance: float) -> dict[str, Any]:
 
 def _reward_rise(run: Path, tick: int, seeds: list[int]) -> float | None:
     """Share of ``seeds`` whose reward (RUN/rewards) rose from tick 0 to ``tick``; None without rewards."""
-    first, last = run / "rewards" / "tick-000000.csv", run / "rewards" / f"tick-{tick:06d}.csv"
+    first, last = (run / "rewards" / f"{TICK_NAME.format(tick=t)}.csv" for t in (0, tick))
     if not (first.is_file() and last.is_file()):
         return None
     before, after = _read_table(first), _read_table(last)

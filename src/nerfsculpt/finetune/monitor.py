@@ -33,6 +33,9 @@ GRID_YAWS = (0.0, -0.5, 0.5)
 """Columns of the per-tick image grid: yaw offsets (rad) from the front view."""
 MESH_PSI = 0.7
 
+TICK_NAME = "tick-{tick:06d}"
+"""Stem of every per-tick file of a run: rewards/, oracle/, images/ (PNG), meshes/ (a folder)."""
+
 
 def inlier_stats(values: torch.Tensor) -> tuple[float, float]:  # [S] -> (mean, std)
     """Mean and std of the values within 1.5 IQR of the quartiles (the reference's ``normalise_scalar_rwd``)."""
@@ -61,7 +64,7 @@ def reward_trajectory(run: Path, tick: int, reward: RewardBundle, G_ema: nn.Modu
     writer.writerows((seed, f"{value:.6f}") for seed, value in zip(seeds, rewards.tolist(), strict=True))
     folder = run / ("rewards" if prefix == "traj" else "evaluator")
     folder.mkdir(exist_ok=True)
-    write_atomic(folder / f"tick-{tick:06d}.csv", text.getvalue().encode())
+    write_atomic(folder / f"{TICK_NAME.format(tick=tick)}.csv", text.getvalue().encode())
     iqr_mean, iqr_std = inlier_stats(rewards)
     stats = {"reward_mean": float(rewards.mean()), "reward_median": float(rewards.median()),
              "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0, "clamp_rate": clamp_rate(rewards, clamp),
@@ -93,7 +96,7 @@ def image_grid(run: Path, tick: int, G_ema: nn.Module, seeds: tuple[int, ...]) -
     rows = [np.concatenate(list(render_rgb(G_ema, ws[i : i + 1].expand(len(cameras), -1, -1), cameras)), axis=1)
             for i in range(len(seeds))]  # S x (H, V*W, 3)
     (run / "images").mkdir(exist_ok=True)
-    return save_png(run / "images" / f"tick-{tick:06d}.png", np.concatenate(rows, axis=0))
+    return save_png(run / "images" / f"{TICK_NAME.format(tick=tick)}.png", np.concatenate(rows, axis=0))
 
 
 def tick_meshes(run: Path, tick: int, G_ema: nn.Module, seeds: tuple[int, ...], resolution: int) -> list[Path]:
@@ -101,7 +104,7 @@ def tick_meshes(run: Path, tick: int, G_ema: nn.Module, seeds: tuple[int, ...], 
     from nerfsculpt.geometry.mesh import extract_mesh, save_mesh
     from nerfsculpt.geometry.sigma import sigma_grid
 
-    directory = run / "meshes" / f"tick-{tick:06d}"
+    directory = run / "meshes" / TICK_NAME.format(tick=tick)
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for seed in seeds:
@@ -156,7 +159,7 @@ class OracleTrajectory:
             writer.writerow([seed, f"{scores.quality[i].item():.6f}", *(f"{v:.6f}" for v in scores.scores[i].tolist()),
                              f"{drift[i].item():.6f}"])
         (run / "oracle").mkdir(exist_ok=True)
-        write_atomic(run / "oracle" / f"tick-{tick:06d}.csv", text.getvalue().encode())
+        write_atomic(run / "oracle" / f"{TICK_NAME.format(tick=tick)}.csv", text.getvalue().encode())
         means = {f"oracle_{name}_mean": float(scores.scores[:, k].mean()) for k, name in enumerate(DEFECTS)}
         return {"oracle_quality_mean": float(scores.quality.mean()), "oracle_quality_std": float(scores.quality.std()),
                 **means, "sigma_drift": float(drift.mean())}
