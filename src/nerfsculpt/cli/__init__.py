@@ -16,7 +16,7 @@ import os
 import sys
 import traceback
 
-from nerfsculpt.cli import evaluate, finetune, generator, preferences, reward, synthetic
+from nerfsculpt.cli import demo, evaluate, finetune, generator, preferences, reward, synthetic
 from nerfsculpt.cli.common import HelpFormatter, Parser, UsageError
 from nerfsculpt.errors import NerfsculptError
 
@@ -29,6 +29,7 @@ Improve the 3D geometry (the density field sigma) of EG3D-family generators from
 
 The method, one command per stage (the built-in 'synthetic' generator is the default everywhere):
   sample -> label -> reward train -> finetune -> evaluate (-> study: people's A/B verdict)
+  'nerfsculpt demo' runs the method on the built-in generator in minutes.
 
 Exit codes: 0 success; 2 bad usage or input (one line saying what to do; --verbose adds the
 traceback); 1 an unexpected failure; 130 interrupted (re-run the same command to resume)."""
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     reward.add_commands(subparsers, common)
     finetune.add_commands(subparsers, common)
     evaluate.add_commands(subparsers, common)
+    demo.add_commands(subparsers, common)
     return parser
 
 

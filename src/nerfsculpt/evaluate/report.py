@@ -444,6 +444,15 @@ TITLES = {
 }
 
 
+CAPTIONS = {
+    "renders.png": "Clay renders of the same latents (front, three-quarter, profile): original left, tuned right.",
+    "reward_tails.png": "The tuned generator's best (top row) and worst (bottom row) samples by reward.",
+    "gold_curve.png": "The run's gold curve: the learnt reward (proxy) and the oracle's quality (truth) per tick.",
+    "slope.png": "Final against initial per trajectory seed, with the OLS line (b) and no change (b = 1).",
+}
+"""Captions of the figures whose layout is not self-explanatory."""
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -534,7 +543,10 @@ def _section_lines(name: str, section: dict[str, Any]) -> list[str]:
         for space, scores in result.items():
             lines += [f"| {space} | {g} | {r['fid']:.4g} | {r['kid']:.4g} |" for g, r in scores.items() if g != "cost"]
             lines += [f"| {space} | tuned - original | {scores['cost']['fid']:+.4g} | {scores['cost']['kid']:+.4g} |"]
-    lines += ["", *(f"![{name}](figures/{f})" for f in section.get("figures", [])), ""]
+    lines.append("")
+    for f in section.get("figures", []):
+        lines += [f"![{name}](figures/{f})", *([f"*{CAPTIONS[f]}*"] if f in CAPTIONS else [])]
+    lines.append("")
     if section.get("meshes"):
         links = ", ".join(f"[{Path(m).stem}]({m})" for m in section["meshes"])
         lines += [f"Meshes (GLB, open in any 3-D viewer): {links}", ""]
@@ -615,6 +627,8 @@ def report_html(markdown: str) -> str:
             body.append(f"<h1>{html.escape(line[2:])}</h1>")
         elif line.startswith("## "):
             body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("*") and line.endswith("*") and not line.startswith("**"):
+            body.append(f"<p><em>{html.escape(line.strip('*'))}</em></p>")
         elif line.startswith("- "):
             body.append(f"<p>&bull; {html.escape(line[2:])}</p>")
         elif line.startswith("!["):
