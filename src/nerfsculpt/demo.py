@@ -86,7 +86,33 @@ def run_demo(out: str | Path, quick: bool = False, from_scratch: bool = False, d
                "finetune": {"verdict": verdict, "runs": {k: str(v) for k, v in runs.items()}},
                "evaluation": report["sections"], "report": str(out / "report" / "report.html")}
     write_atomic(out / "demo.json", (json.dumps(summary, indent=2, default=str) + "\n").encode())
+    write_atomic(out / "demo_summary.json", (json.dumps(headline_numbers(summary), indent=2) + "\n").encode())
     return summary
+
+
+def headline_numbers(summary: dict[str, Any]) -> dict[str, Any]:
+    """The demo's key numbers, small enough to keep in the repository (docs/demo_summary.json)."""
+    import torch
+
+    from nerfsculpt import __version__
+
+    verdict = summary["finetune"]["verdict"]
+    keys = ("seeds", "seed_range", "tolerance", "tuned_change", "control_change", "paired_difference", "slope",
+            "reward_rise", "passed")
+    sections = summary["evaluation"]
+    evaluation: dict[str, Any] = {}
+    if sections["oracle"]["status"] == "ran":
+        quality = next(r for r in sections["oracle"]["result"]["rows"] if r["measure"] == "quality")
+        evaluation["oracle_quality_change"] = {"mean": quality["change"], "ci95": quality["change_ci95"],
+                                               "better": quality["better"], "worse": quality["worse"]}
+    if sections["rewards"]["status"] == "ran":
+        evaluation["reward_delta"] = sections["rewards"]["result"]["delta"]
+    if sections["study"]["status"] == "ran":
+        study = sections["study"]["result"]
+        evaluation["user_study"] = {"counts": study["counts"], "cohens_h": study["cohens_h"]}
+    return {"mode": summary["mode"], "from_scratch": summary["from_scratch"], "nerfsculpt": __version__,
+            "torch": torch.__version__, "verdict": {k: verdict[k] for k in keys if k in verdict},
+            "evaluation": evaluation}
 
 
 def _reward(out: Path, sizes: DemoSizes, from_scratch: bool, device: Any, progress: bool) -> Path:
@@ -151,6 +177,9 @@ def summary_text(summary: dict[str, Any]) -> str:
     """The demo's paper-style summary (what ``nerfsculpt demo`` prints)."""
     lines = [f"nerfsculpt demo ({summary['mode']}{', from scratch' if summary['from_scratch'] else ''}): "
              "the method on the built-in generator", ""]
+    if summary["mode"] == "quick":
+        lines += ["(toy sizes, to check that everything runs: these numbers are not evidence; run "
+                  "'nerfsculpt demo')", ""]
     accuracy = (summary["reward"]["accuracy"] or {}).get("test", {}).get("accuracy", {})
     if "regular_only/scalar" in accuracy:
         lines.append(f"Reward model (Table 1, test split, scalar head): all pairs "

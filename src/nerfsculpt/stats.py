@@ -51,10 +51,10 @@ def slope_test(initial: np.ndarray, final: np.ndarray) -> dict[str, float]:
     fit = stats.linregress(initial, final)
     dof = len(initial) - 2
     t = stats.t.ppf(0.975, dof)
-    p_one = 2 * stats.t.sf(abs((fit.slope - 1) / fit.stderr), dof) if fit.stderr > 0 else float(fit.slope == 1)
+    p_two_sided = 2 * stats.t.sf(abs((fit.slope - 1) / fit.stderr), dof) if fit.stderr > 0 else float(fit.slope == 1)
     return {"b": float(fit.slope), "a": float(fit.intercept),
             "b_ci95": [float(fit.slope - t * fit.stderr), float(fit.slope + t * fit.stderr)],
-            "p_b_equals_1": float(p_one), "n": len(initial), "mean_gain": float(np.mean(final - initial))}
+            "p_b_equals_1": float(p_two_sided), "n": len(initial), "mean_gain": float(np.mean(final - initial))}
 
 
 def paired_summary(delta: np.ndarray, seed: int = 0) -> dict[str, Any]:

@@ -21,6 +21,7 @@ def subparser(*path: str) -> argparse.ArgumentParser:
 
 
 def _commands():
+    from nerfsculpt.evaluate.config import EvaluateConfig
     from nerfsculpt.finetune.config import FinetuneConfig
     from nerfsculpt.geometry.bank import BankConfig
     from nerfsculpt.preferences.studies import ABStudyConfig, RankingStudyConfig
@@ -38,6 +39,7 @@ def _commands():
         (("label", "new"), ["--db", "d"], RankingStudyConfig),
         (("study", "new"), ["--db", "d", "--after", "a", "--seeds", "0"], ABStudyConfig),
         (("synthetic", "fit"), ["--out", "o"], FitConfig),
+        (("evaluate",), ["--after", "a", "--out", "o"], EvaluateConfig),
         (("synthetic", "preferences"), ["--db", "d"], SimulatedStudyConfig),
     ]
 

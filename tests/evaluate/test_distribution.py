@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from nerfsculpt.errors import NerfsculptError
 from nerfsculpt.evaluate.distribution import (
     FeatureStatistics,
     file_sha256,
@@ -93,5 +94,8 @@ def test_torchscript_extractor_is_called_like_the_stylegan_detector(tmp_path):
     torch.testing.assert_close(features, images.float().mean(dim=(2, 3)))
     assert load_feature_extractor(path, return_features=False)(images).shape == (2, 1)
     assert len(file_sha256(path)) == 64
-    with pytest.raises(FileNotFoundError, match="TorchScript"):
+    with pytest.raises(NerfsculptError, match="TorchScript"):
         load_feature_extractor(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(NerfsculptError, match="not a TorchScript file"):
+        load_feature_extractor(tmp_path / "junk.pt")

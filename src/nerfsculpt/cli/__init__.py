@@ -32,7 +32,8 @@ The method, one command per stage (the built-in 'synthetic' generator is the def
   'nerfsculpt demo' runs the method on the built-in generator in minutes.
 
 Exit codes: 0 success; 2 bad usage or input (one line saying what to do; --verbose adds the
-traceback); 1 an unexpected failure; 130 interrupted (re-run the same command to resume)."""
+traceback); 1 an unexpected failure, or a verdict that failed ('finetune compare'); 130 interrupted
+(re-run the same command to resume)."""
 
 
 # ------------------------------------------------------------------------------------------------

@@ -154,7 +154,9 @@ def parse_cutoff(text: str) -> int | None:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}") from None
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}")
     return value
 
 
@@ -204,6 +206,8 @@ def add_config_options(parser: Any, cls: type, *, only: Sequence[str] | None = N
         else:
             hint = hints[f.name]
         text = helps.get(f.name) or docs.get(f.name) or f.name.replace("_", " ")
+        if hint is bool and default and f.name not in helps and f.name not in flags:
+            text = f"Turn off: {text[0].lower()}{text[1:]}"  # the docstring describes the setting when on
         kwargs: dict[str, Any] = {"dest": f.name}
         option_strings = [flags.get(f.name, _flag(f.name))]
         if hint is bool and default and f.name not in flags:

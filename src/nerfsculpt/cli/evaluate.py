@@ -38,11 +38,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     user-given detector and dataset). An analysis whose input is missing is listed as not run, with
     the flag it needs. Defaults are the paper's counts; lower --seeds for a quick look.
     """
+    from pathlib import Path
+
     from nerfsculpt.evaluate.config import EvaluateConfig
 
     config = config_from_args(EvaluateConfig, args)
     if args.out is None:
         raise UsageError("--out REPORT is required (the report directory)")
+    try:
+        config.validate()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if (args.lpips_vgg is None) != (args.lpips_weights is None):
+        raise UsageError("LPIPS needs both --lpips-vgg (VGG-16 weights) and --lpips-weights (LPIPS' vgg.pth)")
+    for flag in ("reward", "detector", "features", "data", "regions", "lpips_vgg", "lpips_weights", "face_embedder",
+                 "run", "control"):
+        path = getattr(args, flag)
+        if path is not None and not Path(path).exists():
+            raise UsageError(f"--{flag.replace('_', '-')} {path}: no such file or directory")
+    if args.before is None:  # the run's own starting point, else the built-in generator
+        args.before = str(Path(args.run) / "pretrained") if args.run is not None else "synthetic"
     if args.dry_run:
         plan = {"analysis": args.analysis or "all", "before": args.before, "after": args.after,
                 "reward": args.reward, "run": args.run, "control": args.control, "detector": args.detector,
@@ -53,8 +68,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     from nerfsculpt.evaluate.report import evaluate_generators
 
-    if (args.lpips_vgg is None) != (args.lpips_weights is None):
-        raise UsageError("LPIPS needs both --lpips-vgg (VGG-16 weights) and --lpips-weights (LPIPS' vgg.pth)")
     models = {"lpips": (args.lpips_vgg, args.lpips_weights) if args.lpips_vgg else None,
               "face_embedder": args.face_embedder, "features": args.features}
     report = evaluate_generators(args.before, args.after, args.reward, args.out, config, run=args.run,
@@ -77,7 +90,8 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("analysis", nargs="?", choices=ANALYSES, metavar="ANALYSIS",
                    help=f"run only this analysis: {', '.join(ANALYSES)} (default: all)")
     io = p.add_argument_group("inputs and outputs")
-    io.add_argument("--before", default="synthetic", metavar="PATH|NAME", help="the original generator")
+    io.add_argument("--before", default=None, metavar="PATH|NAME",
+                    help="the original generator (default: RUN/pretrained with --run, else synthetic)")
     io.add_argument("--after", required=True, metavar="PATH|NAME",
                     help="the fine-tuned generator (e.g. RUN/snapshots/NNNNNNN or RUN/best)")
     io.add_argument("--reward", default=None, metavar="BUNDLE", help="reward bundle of the reward analyses")
@@ -97,5 +111,6 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     io.add_argument("--face-embedder", default=None, metavar="FILE",
                     help="face-identity embedder (TorchScript or ONNX) taking 160 x 160 images in [-1, 1]")
     io.add_argument("--out", default=None, metavar="REPORT", help="report directory (required)")
-    add_run_options(io, dry_run=True)
+    io.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; auto = cuda if available, else cpu")
+    add_run_options(io, device=False, dry_run=True)
     add_config_options(p.add_argument_group("protocol (docs/evaluate.md)"), EvaluateConfig)

@@ -50,3 +50,18 @@ class EvaluateConfig:
     """Seeds shown as before/after clay renders in the report."""
     skip: tuple[Analysis, ...] = ()
     """Analyses not to run (listed as skipped in the report)."""
+
+    def validate(self) -> None:
+        """ValueError naming the first setting that cannot work."""
+        if len(self.seeds) < 3:
+            raise ValueError(f"--seeds: the analyses need at least 3 seeds, got {len(self.seeds)}")
+        if not self.sweep_psis:
+            raise ValueError("--sweep-psis: give at least one truncation")
+        for name in ("fid_samples", "respondents", "permutations", "ig_steps", "depth_resolution"):
+            if getattr(self, name) < (2 if name == "fid_samples" else 1):
+                raise ValueError(f"--{name.replace('_', '-')} must be >= {2 if name == 'fid_samples' else 1}, "
+                                 f"got {getattr(self, name)}")
+        if self.renders < 0 or self.sigma_resolution < 2 or self.oracle_resolution < 16:
+            raise ValueError("--renders must be >= 0, --sigma-resolution >= 2 and --oracle-resolution >= 16")
+        if not 0 <= self.cant_decide <= 1 or self.temperature < 0:
+            raise ValueError("--cant-decide must be in [0, 1] and --temperature >= 0")

@@ -153,15 +153,16 @@ def load_feature_extractor(path: str | Path, device: Any = "cpu", return_feature
     """
     import torch
 
+    from nerfsculpt.errors import NerfsculptError
+
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no feature extractor at {path}; pass the path of a TorchScript (.pt) or ONNX "
-                                f"(.onnx) file")
+        raise NerfsculptError(f"no model file at {path}; pass the path of a TorchScript (.pt) or ONNX (.onnx) file")
     if path.suffix.lower() == ".onnx":
         try:
             import onnxruntime
-        except ImportError as error:
-            raise ImportError(f"{path} is an ONNX model: pip install onnxruntime to use it") from error
+        except ImportError:
+            raise NerfsculptError(f"{path} is an ONNX model: pip install onnxruntime to use it") from None
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
 
@@ -172,7 +173,11 @@ def load_feature_extractor(path: str | Path, device: Any = "cpu", return_feature
         return run_onnx
     with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript; the StyleGAN detector is TorchScript
         warnings.simplefilter("ignore", DeprecationWarning)
-        module = torch.jit.load(str(path), map_location=device).eval()
+        try:
+            module = torch.jit.load(str(path), map_location=device).eval()
+        except RuntimeError as error:
+            raise NerfsculptError(f"{path} is not a TorchScript file (torch.jit.save) or an .onnx model: "
+                                  f"{str(error).splitlines()[0]}") from None
 
     @torch.no_grad()
     def run(images: torch.Tensor) -> torch.Tensor:
@@ -228,14 +233,14 @@ KID_POOL = 5000
 
 
 def cached_dataset_statistics(data: str | Path, extract: FeatureExtractor, detector_sha256: str,
-                              cache_dir: str | Path | None = None,
+                              cache_dir: str | Path | None = None, call: str = "return_features",
                               progress: bool = False) -> tuple[FeatureStatistics, np.ndarray]:
     """FID statistics of all of a dataset zip's images, and a pool of their features for KID; cached.
 
     The pool is a seeded random subset of ``KID_POOL`` real features (all of them for a smaller
     dataset): KID's subsets of at most 1,000 samples are drawn from it. The cache key is (zip path,
-    size, modification time, detector hash); the cache lives in ``cache_dir`` (default
-    ``$XDG_CACHE_HOME/nerfsculpt/fid`` or ``~/.cache/nerfsculpt/fid``).
+    size, modification time, detector hash, how the detector is called: ``call``); the cache lives
+    in ``cache_dir`` (default ``$XDG_CACHE_HOME/nerfsculpt/fid`` or ``~/.cache/nerfsculpt/fid``).
     """
     import os
 
@@ -246,7 +251,7 @@ def cached_dataset_statistics(data: str | Path, extract: FeatureExtractor, detec
 
     data = Path(data).resolve()
     stat = data.stat()
-    key = json.dumps([str(data), stat.st_size, stat.st_mtime_ns, detector_sha256, KID_POOL])
+    key = json.dumps([str(data), stat.st_size, stat.st_mtime_ns, detector_sha256, call, KID_POOL])
     folder = Path(cache_dir) if cache_dir is not None else (
         Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nerfsculpt" / "fid")
     path = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.safetensors"

@@ -8,8 +8,10 @@
   PCA to min(50, n - 1) components, 25 neighbours, min_dist 0.1, seed 42, as the reference), else the
   first two principal components.
 - :func:`embedding_structure`: the paper's two experiments: the tuned generator's samples at psi
-  0.25 / 0.7 / 1 labelled by psi (does the reward see the truncation regime?), and the original
-  against the tuned generator at psi 0.7 labelled by model.
+  0.25 / 0.7 / 1 labelled by psi (does the reward see the truncation regime?), each regime on its own
+  block of latents as the reference (seeds - 100000, seeds, seeds + 100000: 100000-..., 200000-...,
+  300000-... for the default seeds), and the original against the tuned generator at psi 0.7 on the
+  same latents, labelled by model.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def project_2d(points: np.ndarray, seed: int = 42) -> tuple[np.ndarray, str]:
 def embedding_structure(scorer: Any, before: Any, after: Any, seeds: Sequence[int], psi: float = 0.7,
                         regimes: Sequence[float] = REGIME_PSIS) -> dict[str, Any]:
     """Silhouettes and 2-D projections of the reward embeddings f of the paper's two experiments."""
-    regime = [scorer(after, seeds, p) for p in regimes]
+    blocks = [[s + 100000 * (k - 1) for s in seeds] for k in range(len(regimes))]  # disjoint latents per regime
+    regime = [scorer(after, block, p) for block, p in zip(blocks, regimes, strict=True)]
     regime_points = np.concatenate([r.embeddings for r in regime])
     regime_labels = np.repeat([f"psi {p:g}" for p in regimes], len(seeds))
     models = [scorer(before, seeds, psi), scorer(after, seeds, psi)]

@@ -121,6 +121,6 @@ def attribution_png(summary: dict[str, Any], path: Path) -> Path:
     axis.bar(x + 0.2, ig, width=0.4, label="integrated gradients (mean)")
     axis.axhline(0.0, color="black", linewidth=0.8)
     axis.set_xticks(x, names, rotation=30, ha="right")
-    axis.set_ylabel("share of the reward change")
+    axis.set_ylabel("reward change per seed (mean)")
     axis.legend(loc="best")
     return _save(figure, path)

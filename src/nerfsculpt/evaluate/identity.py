@@ -12,7 +12,8 @@ the FFHQ-like pose prior (``eg3d_dataset.sample_ffhq_like_poses``, seed 123).
   and the tuned generator's render of each latent, at the canonical view and averaged over the 8
   views. :class:`LPIPS` is written here from the published definition and loads the user's weights
   (torchvision's VGG-16 and LPIPS' linear layers); its input must be float images in [-1, 1]
-  (anything else raises, the classic mistake being [0, 1] or uint8 images).
+  (uint8 images or values outside [-1, 1], e.g. [0, 255], raise; [0, 1] images cannot be told apart
+  from dark [-1, 1] ones, so convert them yourself: 2 x - 1).
 - **Face identity**: the cosine similarity of L2-normalised embeddings from a user-given face
   embedder (TorchScript or ONNX; e.g. FaceNet's InceptionResnetV1, fed 160 x 160 images in
   [-1, 1]): across models at the canonical view and per view (mean, minimum); within each model,
@@ -40,6 +41,8 @@ RENDER_SIZE = 128
 """Side the renders are resized to before LPIPS and the face embedder (the reference's 128)."""
 FACE_SIZE = 160
 """Input side of the face embedder (FaceNet's)."""
+BATCH = 32
+"""Images per LPIPS or embedder call (VGG-16 on 900 images at once would need tens of GB)."""
 CANONICAL_RGB_PITCH = -0.2
 """Pitch (rad) of the reference's canonical RGB camera, the middle view of its triple images."""
 
@@ -181,7 +184,11 @@ def identity_drift(before: nn.Module, after: nn.Module, seeds: Sequence[int], ps
                            "camera_source": "dataset labels" if data else "FFHQ-like prior"}
     if lpips is not None:
         s, v = a.shape[:2]
-        distance = lpips(a.flatten(0, 1), b.flatten(0, 1)).view(s, v).double().numpy()  # (S, 1+V)
+        device = lpips.shift.device
+        pairs = list(zip(a.flatten(0, 1).split(BATCH), b.flatten(0, 1).split(BATCH), strict=True))
+        with torch.no_grad():
+            distance = torch.cat([lpips(x.to(device), y.to(device)).cpu() for x, y in pairs])  # (S * (1+V),)
+        distance = distance.view(s, v).double().numpy()  # (S, 1+V)
         out["lpips"] = {"canonical": {"mean": float(distance[:, 0].mean()), "ci95": bootstrap_mean(distance[:, 0])},
                         "views": {"mean": float(distance[:, 1:].mean()),
                                   "ci95": bootstrap_mean(distance[:, 1:].mean(1))}}
@@ -197,8 +204,11 @@ def _face_identity(a: Tensor, b: Tensor, embedder: Any, geometry_change: np.ndar
 
     def embed(images: Tensor) -> Tensor:  # (S, 1+V, 3, R, R) -> (S, 1+V, E)
         s, v = images.shape[:2]
-        faces = F.interpolate(images.flatten(0, 1), size=(FACE_SIZE, FACE_SIZE), mode="bilinear", align_corners=False)
-        return torch.as_tensor(embedder(faces)).reshape(s, v, -1).double()
+        out = []
+        for chunk in images.flatten(0, 1).split(BATCH):
+            faces = F.interpolate(chunk, size=(FACE_SIZE, FACE_SIZE), mode="bilinear", align_corners=False)
+            out.append(torch.as_tensor(embedder(faces)).double().cpu())
+        return torch.cat(out).reshape(s, v, -1)
 
     ea, eb = embed(a), embed(b)
     across = _cosine(ea, eb).numpy()  # (S, 1+V)

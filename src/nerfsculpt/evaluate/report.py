@@ -66,10 +66,19 @@ def evaluate_generators(before: str | nn.Module, after: str | nn.Module, reward:
     Returns the report dict.
     """
     config = config or EvaluateConfig()
+    try:
+        config.validate()
+    except ValueError as error:
+        raise NerfsculptError(str(error)) from None
     out = Path(out)
     figures = out / "figures"
     G0, info0 = _generator(before, device, "before")
     G1, info1 = _generator(after, device, "after")
+    if G0.config.to_dict() != G1.config.to_dict():
+        raise NerfsculptError(f"--before {info0.spec} and --after {info1.spec} are different architectures; compare a "
+                              f"fine-tuned generator with the one it started from (RUN/pretrained)")
+    if info0.fingerprint == info1.fingerprint:
+        log.warning("evaluate: --before and --after have identical weights; every change will be 0")
     figures.mkdir(parents=True, exist_ok=True)
     bundle = None
     if reward is not None:
@@ -78,9 +87,13 @@ def evaluate_generators(before: str | nn.Module, after: str | nn.Module, reward:
         bundle = load_bundle(reward, device=device)
         bundle.check_generator(G0)
     context = _Context(config, G0, G1, bundle, run, control, detector, data, figures, progress)
+    sections: dict[str, Any] = {name: {"status": "pending"} for name in ANALYSES}
+    report = {"format": REPORT_FORMAT, "version": REPORT_VERSION,
+              "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+              "before": info0.to_dict() | {"config": None}, "after": info1.to_dict() | {"config": None},
+              "reward": _bundle_record(bundle), "config": _config_record(config), "sections": sections}
     context.regions = regions
     context.models = {k: v for k, v in (models or {}).items() if v is not None}
-    sections: dict[str, Any] = {}
     for name in ANALYSES:
         if (only is not None and name != only) or name in config.skip:
             sections[name] = {"status": "skipped"}
@@ -93,10 +106,7 @@ def evaluate_generators(before: str | nn.Module, after: str | nn.Module, reward:
         except NerfsculptError as error:  # bad input for this analysis: the others still run
             log.warning("evaluate: %s failed: %s", name, error)
             sections[name] = {"status": "failed", "reason": str(error)}
-    report = {"format": REPORT_FORMAT, "version": REPORT_VERSION,
-              "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-              "before": info0.to_dict() | {"config": None}, "after": info1.to_dict() | {"config": None},
-              "reward": _bundle_record(bundle), "config": _config_record(config), "sections": sections}
+        _write_report(report, out)  # after every section: a long evaluation keeps what it has measured
     _write_report(report, out)
     return report
 
@@ -136,8 +146,10 @@ class _Context:
         c = self.config
         record = {"seeds": seeds_text(c.seeds), "n": len(c.seeds), "psi": c.psi, "camera": "canonical",
                   "noise_mode": "const", "network": "G_ema"}
-        if self.bundle is not None:
-            record["slab_resolution"] = self.bundle.extraction.slab_spec.resolution
+        if self.bundle is not None:  # the reward's samples follow the bundle's rules
+            ext = self.bundle.extraction
+            record.update(noise_mode=ext.noise_mode, truncation_cutoff=ext.truncation_cutoff,
+                          slab_resolution=ext.slab_spec.resolution, slab_grid="eg3d" if ext.eg3d_grid else "exact")
         return {**record, **extra}
 
     def oracle_scores(self):
@@ -252,18 +264,20 @@ def _slope(ctx: _Context) -> dict[str, Any]:
 
     if ctx.run is None:
         raise NotRun("needs the fine-tuning run directory: pass --run RUN (and --control RUN for its control)")
-    from nerfsculpt.evaluate.trajectory import run_slope
+    from nerfsculpt.evaluate.trajectory import RunError, run_slope
 
     result: dict[str, Any] = {}
     for name, run in (("tuned", ctx.run), ("control", ctx.control)):
         if run is None:
             continue
+        if not Path(run).is_dir():
+            raise RunError(f"{run} is not a directory; pass the fine-tuning run directory (--run / --control)")
         result[name] = {"reward": run_slope(run, "reward")} if ticks(run, "rewards") else {}
         if ticks(run, "oracle"):
             result[name]["oracle"] = run_slope(run, "oracle")
+        if not result[name]:
+            raise RunError(f"{run} logged no trajectory seeds (no rewards/ or oracle/ tick files)")
     pairs = {f"{name} ({measure})": s for name, measures in result.items() for measure, s in measures.items()}
-    if not pairs:
-        raise NotRun(f"{ctx.run} logged no trajectory seeds (RUN/rewards/ or RUN/oracle/)")
     figure = slope_png(pairs, ctx.figures / "slope.png")
     figures = [figure.name]
     gold = Path(ctx.run) / "gold_curve.png"
@@ -336,7 +350,7 @@ def _identity(ctx: _Context) -> dict[str, Any]:
     embedder = load_feature_extractor(embedder_file, return_features=False) if embedder_file is not None else None
     depth = [render_depth(G, ws_from_seeds(G, c.seeds, c.psi, None), canonical_camera(), c.depth_resolution)
              for G in (ctx.G0, ctx.G1)]  # (S, 1, 1, R, R) each
-    change = (depth[1] - depth[0]).abs().mean(dim=(1, 2, 3, 4)).double().numpy()  # (S,)
+    change = (depth[1] - depth[0]).abs().mean(dim=(1, 2, 3, 4)).double().cpu().numpy()  # (S,)
     result = identity_drift(ctx.G0, ctx.G1, c.seeds, c.psi, lpips, embedder, ctx.data, geometry_change=change)
     hashes = {"lpips": [file_sha256(f) for f in lpips_files] if lpips_files else None,
               "face_embedder": file_sha256(embedder_file) if embedder_file else None}
@@ -390,7 +404,8 @@ def _fid(ctx: _Context) -> dict[str, Any]:
     for space, path, inception in spaces:
         extract = load_feature_extractor(path, device, return_features=inception)
         sha256 = file_sha256(path)
-        real, pool = cached_dataset_statistics(ctx.data, extract, sha256, progress=ctx.progress)
+        call = "return_features" if inception else "plain"
+        real, pool = cached_dataset_statistics(ctx.data, extract, sha256, call=call, progress=ctx.progress)
         scores = {}
         for name, G in (("original", ctx.G0), ("tuned", ctx.G1)):
             fake = generator_features(G, extract, n, labels, progress=ctx.progress)
@@ -595,9 +610,12 @@ def _headlines(sections: dict[str, Any]) -> list[str]:
         lines.append(f"- Final against initial reward: b = {s['b']:.2f} {_fmt(s['b_ci95'])} (p of b = 1: "
                      f"{s['p_b_equals_1']:.2g}); b < 1 means the worse samples gained more.")
     if (r := ran("truncation")) is not None:
-        lines.append(f"- Tuned samples closer to their original than to the average face: "
-                     f"{r['sigma']['closer_to_original']:.0%} (sigma), {r['depth']['closer_to_original']:.0%} (depth); "
-                     f"a mere slide toward the average face would give 0 %.")
+        sigma = r["sigma"]
+        lines.append(f"- Toward the average face? Each sample's sigma change has cosine "
+                     f"{_fmt(sigma['cosine']['mean'])} with the direction to the average face, and a share "
+                     f"{_fmt(sigma['residual_fraction']['mean'])} of it is orthogonal to that direction (a pure slide: "
+                     f"cosine 1, residual 0); {sigma['closer_to_original']:.0%} of the samples stay closer to their "
+                     f"original.")
     if (r := ran("fid")) is not None:
         costs = ", ".join(f"{space} FID {v['cost']['fid']:+.3g}" for space, v in r.items())
         lines.append(f"- Image-distribution cost (tuned - original): {costs}.")

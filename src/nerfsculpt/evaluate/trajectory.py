@@ -35,8 +35,9 @@ class RunError(NerfsculptError, ValueError):
 
 
 def ticks(run: str | Path, folder: str) -> list[int]:
-    """The ticks with a ``RUN/folder/tick-K.csv``, sorted."""
-    return sorted(int(p.stem.removeprefix("tick-")) for p in (Path(run) / folder).glob("tick-*.csv"))
+    """The ticks with a ``RUN/folder/tick-NNNNNN.csv``, sorted (other files are ignored)."""
+    stems = (p.stem.removeprefix("tick-") for p in (Path(run) / folder).glob("tick-*.csv"))
+    return sorted(int(stem) for stem in stems if stem.isdigit())
 
 
 def read_tick(run: str | Path, folder: str, tick: int, column: str) -> dict[int, float]:

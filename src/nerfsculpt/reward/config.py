@@ -110,8 +110,8 @@ class RewardTrainConfig:
         for name in ("batch", "max_epochs", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.patience < 0 or self.lr <= 0:
-            raise ValueError("patience must be >= 0 and lr > 0")
+        if self.patience < 1 or self.lr <= 0:
+            raise ValueError("patience must be >= 1 and lr > 0")
 
 
 @dataclass(frozen=True)

@@ -259,6 +259,9 @@ def evaluate_reward(bundle: str | Path, db: str | Path, data: RewardDataConfig |
                     progress: bool = True) -> dict[str, Any]:
     """Table-1 accuracies of a reward bundle on one partition of a study, split as in training.
 
+    The split settings (``data.pairs``, ``split_by``, ``split_seed``) must be those the bundle records
+    from its training (BundleError otherwise: another partition leaks training lists into the test).
+
     "all pairs" uses the anchored lists (one anchor each, the training seed's fixed draw), "regular
     only" the (winner, loser) pairs. Returns ``reward.train.evaluate``'s result.
     """
@@ -268,6 +271,12 @@ def evaluate_reward(bundle: str | Path, db: str | Path, data: RewardDataConfig |
 
     data = data or RewardDataConfig()
     loaded = load_bundle(bundle, device=device)
+    trained = loaded.config.get("training") or {}
+    differ = [f"--{k.replace('_', '-')} {trained[k]}" for k in ("pairs", "split_by", "split_seed")
+              if trained.get(k) is not None and trained[k] != getattr(data, k)]
+    if differ:  # another partition would put training lists into the evaluated split
+        raise BundleError(f"the bundle was trained on another partition of the study; evaluate with the training "
+                          f"settings ({', '.join(differ)}), or its test split overlaps its training data")
     store, study = open_study(db, data.study)
     with store:
         splits = splits_from_store(store, study, mode=data.pairs, by=data.split_by, seed=data.split_seed)
