@@ -116,7 +116,7 @@ def test_types_from_annotations():
 def test_help_is_the_field_docstring_with_the_default():
     text = " ".join(toy_parser().format_help().split())
     assert "Learning rate, 50% of 'max'. (default: 0.5)" in text
-    assert "--no-on A switch that is on." in text and "--off A switch that is off." in text
+    assert "--no-on Turn off: a switch that is on." in text and "--off A switch that is off." in text
     assert field_docs(Toy)["mode"] == "Which mode."
 
 

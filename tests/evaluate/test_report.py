@@ -136,7 +136,7 @@ def test_built_in_heads_get_meshes_beside_their_renders(tiny_bundle, tmp_path):
     from nerfsculpt.generator.builtin import resolve_generator
 
     before, _ = resolve_generator("synthetic", "cpu")
-    config = EvaluateConfig(seeds=(200000, 200001), renders=1)
+    config = EvaluateConfig(seeds=(200000, 200001, 200002), renders=1)
     report = evaluate_generators(before, copy.deepcopy(before), str(tiny_bundle.path), tmp_path, config,
                                  progress=False, only="rewards")
     meshes = report["sections"]["rewards"]["meshes"]
