@@ -21,6 +21,7 @@ def subparser(*path: str) -> argparse.ArgumentParser:
 
 
 def _commands():
+    from nerfsculpt.eg3d_dataset import PoseDistribution
     from nerfsculpt.evaluate.config import EvaluateConfig
     from nerfsculpt.finetune.config import FinetuneConfig
     from nerfsculpt.geometry.bank import BankConfig
@@ -39,6 +40,7 @@ def _commands():
         (("label", "new"), ["--db", "d"], RankingStudyConfig),
         (("study", "new"), ["--db", "d", "--after", "a", "--seeds", "0"], ABStudyConfig),
         (("synthetic", "fit"), ["--out", "o"], FitConfig),
+        (("synthetic", "dataset"), ["--out", "o.zip", "--n", "2"], PoseDistribution),
         (("evaluate",), ["--after", "a", "--out", "o"], EvaluateConfig),
         (("synthetic", "preferences"), ["--db", "d"], SimulatedStudyConfig),
     ]
@@ -56,6 +58,16 @@ def test_every_config_field_is_an_option_with_the_configs_default(path, argv, cl
         if hasattr(args, f.name):
             assert getattr(args, f.name) == getattr(cls(), f.name), f.name
     assert config_from_args(cls, args) == cls() or path == ("reward", "train")  # reward train: see the next test
+
+
+def test_synthetic_dataset_options_come_from_its_config():
+    from nerfsculpt.synthetic.config import SyntheticDatasetConfig
+
+    parser = subparser("synthetic", "dataset")
+    args = parser.parse_args(["--out", "o.zip", "--n", "3"])
+    assert config_from_args(SyntheticDatasetConfig, args) == SyntheticDatasetConfig(3)
+    with pytest.raises(SystemExit):  # --n has no default: required
+        parser.parse_args(["--out", "o.zip"])
 
 
 def test_reward_train_batch_left_out_is_the_papers_for_the_model():

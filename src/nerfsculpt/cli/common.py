@@ -180,7 +180,8 @@ def add_config_options(parser: Any, cls: type, *, only: Sequence[str] | None = N
     its default, the type its annotation: ``bool`` -> a switch (``--x`` when the default is False,
     ``--no-x`` when True), ``Literal[...]`` -> choices, ``tuple[int, ...]`` -> a list like '0-3,7'
     ('none' = empty), ``tuple[float, ...]`` or ``tuple[Literal[...], ...]`` -> comma-separated values,
-    ``tuple[str, ...]`` -> a repeatable option, ``tuple[float, float]`` -> two numbers, ``X | None`` -> X.
+    ``tuple[str, ...]`` -> a repeatable option, ``tuple[float, float]`` -> two numbers, ``X | None`` -> X;
+    a field without a default is a required option.
     ``types_`` overrides a field's parser; ``flags`` names a field's flag otherwise (where the field's
     name reads badly on the command line); ``aliases`` maps a field to an old flag that still works
     and names the new one; ``helps`` replaces a field's docstring as help (when the docstring speaks
@@ -198,7 +199,8 @@ def add_config_options(parser: Any, cls: type, *, only: Sequence[str] | None = N
     for f in dataclasses.fields(cls):
         if (only is not None and f.name not in only) or f.name in exclude or not f.init:
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        default = None if required else f.default if f.default is not dataclasses.MISSING else f.default_factory()
         kind, args = typing.get_origin(hints[f.name]), typing.get_args(hints[f.name])
         if kind in (typing.Union, types.UnionType) and type(None) in args:
             hint = next(a for a in args if a is not type(None))
@@ -236,7 +238,9 @@ def add_config_options(parser: Any, cls: type, *, only: Sequence[str] | None = N
             if kind is tuple and args[-1] is Ellipsis and args[0] is not int:
                 shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) or "none"
         leave_unset = unset is True or (unset is not False and f.name in unset) or kwargs.get("action") == "append"
-        kwargs["default"] = argparse.SUPPRESS if leave_unset else default
+        kwargs["default"] = argparse.SUPPRESS if leave_unset or required else default
+        if required:
+            kwargs["required"] = True
         text += "" if shown is None or "(default" in text or not shown else f" (default: {shown})"
         parser.add_argument(*option_strings, help=text.replace("%", "%%"), **kwargs)  # argparse formats help with %
         if f.name in aliases:

@@ -9,7 +9,6 @@ import json
 import os
 from typing import Any
 
-from nerfsculpt.camera_conventions import FOCAL_FFHQ_DATASET
 from nerfsculpt.cli.common import (
     HelpFormatter,
     UsageError,
@@ -37,14 +36,14 @@ def cmd_synthetic_dataset(args: argparse.Namespace) -> int:
     ``nerfsculpt.synthetic.dataset.read_eg3d_dataset(path)``. Time: about 0.15-0.25 s per 128^2 image
     on 2 CPU cores with the synthetic generator's 32 + 32 samples per ray (5-8 min for 2,000).
     """
-    from nerfsculpt.synthetic.dataset import DatasetError, PoseDistribution, SyntheticDatasetConfig
+    from nerfsculpt.eg3d_dataset import DatasetError, PoseDistribution
+    from nerfsculpt.synthetic.config import SyntheticDatasetConfig
 
     try:
-        poses = PoseDistribution(yaw_std=args.yaw_std, pitch_std=args.pitch_std, yaw_limit=args.yaw_limit,
-                                 pitch_limit=args.pitch_limit, focal=args.focal)
+        poses = config_from_args(PoseDistribution, args)
         rendering = {"depth_resolution": args.depth_resolution,
                      "depth_resolution_importance": args.depth_resolution_importance}
-        config = SyntheticDatasetConfig(args.n, args.resolution, args.seed, poses, rendering)
+        config = config_from_args(SyntheticDatasetConfig, args, poses=poses, rendering_kwargs=rendering)
     except DatasetError as e:
         raise UsageError(str(e)) from e
     if not args.out.lower().endswith(".zip"):
@@ -71,30 +70,25 @@ def cmd_synthetic_dataset(args: argparse.Namespace) -> int:
 
 
 def _add_synthetic_dataset(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    p = subparsers.add_parser("dataset", parents=[common], help="renders of procedural heads as an EG3D dataset zip",
-                              description=usage(cmd_synthetic_dataset.__doc__), formatter_class=HelpFormatter)
-    p.add_argument("--n", type=int, required=True, default=argparse.SUPPRESS, help="number of images")
+    from nerfsculpt.eg3d_dataset import PoseDistribution
+    from nerfsculpt.synthetic.config import SyntheticDatasetConfig
+    from nerfsculpt.synthetic.generator import SYNTHETIC_RENDERING_KWARGS
+
+    p = add_command(subparsers, common, "dataset", cmd_synthetic_dataset, command="synthetic dataset",
+                    help="renders of procedural heads as an EG3D dataset zip")
     p.add_argument("--out", required=True, default=argparse.SUPPRESS, metavar="ZIP", help="dataset zip to write")
-    p.add_argument("--resolution", type=int, default=128,
-                   help="image side, a power of two: the generator's img_resolution (output of the super-resolution)")
-    p.add_argument("--seed", type=int, default=0, help="determines every pose and head")
-    g = p.add_argument_group("cameras (synthetic.dataset.PoseDistribution; truncated normals, radians)")
-    g.add_argument("--yaw-std", type=float, default=0.3, help="yaw standard deviation")
-    g.add_argument("--pitch-std", type=float, default=0.15, help="pitch standard deviation")
-    g.add_argument("--yaw-limit", type=float, default=0.8, help="|yaw| <= this")
-    g.add_argument("--pitch-limit", type=float, default=0.45, help="|pitch| <= this")
-    g.add_argument("--focal", type=float, default=FOCAL_FFHQ_DATASET,
-                   help="normalised focal of the labels (FFHQ's 2985.29 / 700)")
+    add_config_options(p, SyntheticDatasetConfig, exclude=("poses", "rendering_kwargs"))
+    add_config_options(p.add_argument_group("cameras (eg3d_dataset.PoseDistribution; truncated normals, radians)"),
+                       PoseDistribution)
     g = p.add_argument_group("rendering (EG3D rendering_kwargs; the rest are the synthetic generator's)")
-    g.add_argument("--depth-resolution", type=int, default=32, help="coarse (stratified) samples per ray")
-    g.add_argument("--depth-resolution-importance", type=int, default=32, help="fine (importance) samples per ray")
+    for key, text in (("depth_resolution", "coarse (stratified) samples per ray"),
+                      ("depth_resolution_importance", "fine (importance) samples per ray")):
+        g.add_argument("--" + key.replace("_", "-"), type=int, default=SYNTHETIC_RENDERING_KWARGS[key], help=text)
     g.add_argument("--ray-chunk", type=int, default=8192,
                    help="rays rendered at once (bounds memory; does not change the images)")
     g = p.add_argument_group("run")
     g.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g.add_argument("--dry-run", action="store_true", help="print the resolved configuration, write nothing")
-    p.set_defaults(handler=cmd_synthetic_dataset, command="synthetic dataset")
+    add_run_options(g, device=False, dry_run=True, dry_run_help="print the resolved configuration, write nothing")
 
 
 def cmd_synthetic_fit(args: argparse.Namespace) -> int:

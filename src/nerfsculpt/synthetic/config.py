@@ -2,12 +2,16 @@
 
 - :class:`FitConfig`: the hyper-parameters of ``synthetic.fit`` (the built-in generator's regression fit);
 - :class:`SimulatedStudyConfig`: a preference study answered by simulated annotators
-  (``synthetic.preferences.simulate_preferences``).
+  (``synthetic.preferences.simulate_preferences``);
+- :class:`SyntheticDatasetConfig`: a dataset zip of the procedural heads (``synthetic.dataset.write_dataset``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from nerfsculpt.eg3d_dataset import DatasetError, PoseDistribution
 
 
 @dataclass
@@ -114,3 +118,47 @@ class SimulatedStudyConfig:
     def validate(self) -> None:
         if self.annotators < 1 or self.questions < 1:
             raise ValueError("--annotators and --questions must be >= 1")
+
+
+def _synthetic_rendering_kwargs() -> dict[str, Any]:
+    from nerfsculpt.synthetic.generator import SYNTHETIC_RENDERING_KWARGS
+
+    return SYNTHETIC_RENDERING_KWARGS
+
+
+@dataclass(frozen=True)
+class SyntheticDatasetConfig:
+    """Everything that determines the content of a synthetic dataset (saved in the zip)."""
+
+    n: int
+    """Number of images; each has its own head identity and pose."""
+    resolution: int = 128
+    """Image side: the generator's output resolution ``img_resolution`` (128 for the built-in synthetic G)."""
+    seed: int = 0
+    """Determines every pose and head (two independent streams derived from it)."""
+    poses: PoseDistribution = field(default_factory=PoseDistribution)
+    """Camera distribution."""
+    rendering_kwargs: dict[str, Any] = field(default_factory=lambda: dict(_synthetic_rendering_kwargs()))
+    """EG3D rendering options: the synthetic generator's by default (32 + 32 samples per ray over [2.25, 3.3])."""
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.n, int) and self.n >= 1):
+            raise DatasetError(f"n must be a positive integer, got {self.n!r}")
+        r = self.resolution
+        if not (isinstance(r, int) and r >= 4 and r & (r - 1) == 0):
+            raise DatasetError(f"resolution must be a power of two >= 4 (EG3D datasets), got {r!r}")
+        if not (isinstance(self.seed, int) and self.seed >= 0):
+            raise DatasetError(f"seed must be a non-negative integer, got {self.seed!r}")
+        self.poses.validate()
+        from nerfsculpt.synthetic.render import resolve_rendering_kwargs
+
+        try:
+            object.__setattr__(self, "rendering_kwargs",
+                               resolve_rendering_kwargs({**_synthetic_rendering_kwargs(), **self.rendering_kwargs}))
+        except ValueError as e:
+            raise DatasetError(str(e)) from e
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["poses"]["pivot"] = list(self.poses.pivot)
+        return out

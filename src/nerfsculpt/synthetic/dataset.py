@@ -35,7 +35,6 @@ import logging
 import os
 import zipfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,51 +53,17 @@ from nerfsculpt.eg3d_dataset import (
     sample_ffhq_like_poses,
     zip_entry,
 )
+from nerfsculpt.synthetic.config import SyntheticDatasetConfig
 from nerfsculpt.synthetic.generator import SYNTHETIC_RENDERING_KWARGS
-from nerfsculpt.synthetic.render import DEFAULT_RAY_CHUNK, render_field, resolve_rendering_kwargs
+from nerfsculpt.synthetic.render import DEFAULT_RAY_CHUNK, render_field
 
-# From eg3d_dataset: write_dataset's argument and error types, and the reader of what it writes.
+# From eg3d_dataset and synthetic.config: write_dataset's argument and error types, and the reader of what it
+# writes.
 __all__ = ["DatasetError", "PoseDistribution", "SyntheticDatasetConfig", "read_eg3d_dataset", "write_dataset"]
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "synthetic_config.json"
-
-
-@dataclass(frozen=True)
-class SyntheticDatasetConfig:
-    """Everything that determines the content of a synthetic dataset (saved in the zip)."""
-
-    n: int
-    """Number of images; each has its own head identity and pose."""
-    resolution: int = 128
-    """Image side: the generator's output resolution ``img_resolution`` (128 for the built-in synthetic G)."""
-    seed: int = 0
-    """Determines every pose and head (two independent streams derived from it)."""
-    poses: PoseDistribution = field(default_factory=PoseDistribution)
-    """Camera distribution."""
-    rendering_kwargs: dict[str, Any] = field(default_factory=lambda: dict(SYNTHETIC_RENDERING_KWARGS))
-    """EG3D rendering options: the synthetic generator's by default (32 + 32 samples per ray over [2.25, 3.3])."""
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.n, int) and self.n >= 1):
-            raise DatasetError(f"n must be a positive integer, got {self.n!r}")
-        r = self.resolution
-        if not (isinstance(r, int) and r >= 4 and r & (r - 1) == 0):
-            raise DatasetError(f"resolution must be a power of two >= 4 (EG3D datasets), got {r!r}")
-        if not (isinstance(self.seed, int) and self.seed >= 0):
-            raise DatasetError(f"seed must be a non-negative integer, got {self.seed!r}")
-        self.poses.validate()
-        try:
-            object.__setattr__(self, "rendering_kwargs",
-                               resolve_rendering_kwargs({**SYNTHETIC_RENDERING_KWARGS, **self.rendering_kwargs}))
-        except ValueError as e:
-            raise DatasetError(str(e)) from e
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["poses"]["pivot"] = list(self.poses.pivot)
-        return out
 
 
 def _stream_seed(seed: int, stream: int) -> int:

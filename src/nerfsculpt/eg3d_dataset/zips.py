@@ -1,27 +1,4 @@
-"""EG3D dataset zips: the format of real images and their camera labels, and an FFHQ-like prior over the labels.
-
-The shared dataset vocabulary of nerfsculpt, read by fine-tuning (``finetune.data``) and written by the
-synthetic benchmark (``synthetic.dataset``). Format (docs/method/eg3d.md §5.1, as EG3D's ``dataset_tool.py``
-writes it):
-
-- a zip (stored or deflated; ``dataset_tool.py`` stores) of PNGs named ``%05d/img%08d.png``, the folder
-  being the first five digits of the 8-digit index (:func:`archive_name`);
-- ``dataset.json`` = ``{"labels": [[name, [25 floats]], ...]}``, a label being the row-major 4x4
-  OpenCV cam2world followed by the row-major 3x3 intrinsics normalised by the image size
-  (``camera.make_label``). Other files are ignored by EG3D's loader, as they are here;
-- pixels are EG3D's ``(x * 127.5 + 128).clamp(0, 255)`` of a [-1, 1] image (:func:`image_to_uint8`),
-  read back as ``x / 127.5 - 1`` (:func:`image_to_float`).
-
-FFHQ's cameras are not published as a distribution; :class:`PoseDistribution` and
-:func:`sample_ffhq_like_poses` give labels of that kind, for datasets that stand in for FFHQ and for
-fine-tuning without one (data-free mode).
-
-Example::
-
-    data = read_eg3d_dataset("synth.zip")
-    image, label = data[0]                  # uint8 [3, 128, 128], float32 [25]
-    labels = sample_ffhq_like_poses(16)     # float32 [16, 25]
-"""
+"""Reading and writing EG3D dataset zips (the format: ``nerfsculpt.eg3d_dataset``)."""
 
 from __future__ import annotations
 
@@ -29,7 +6,6 @@ import json
 import os
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,96 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nerfsculpt.camera import (
-    AVG_CAMERA_PIVOT,
-    AVG_CAMERA_RADIUS,
-    FOCAL_FFHQ_DATASET,
-    intrinsics_from_focal,
-    look_at_pose,
-    make_label,
-)
-from nerfsculpt.errors import NerfsculptError
-
-__all__ = [
-    "IMAGE_EXTENSIONS", "LABELS_FILE", "DatasetError", "EG3DDataset", "PoseDistribution", "archive_name",
-    "image_to_float", "image_to_uint8", "labels_json", "read_eg3d_dataset", "sample_ffhq_like_poses", "zip_entry",
-]
-
-LABELS_FILE = "dataset.json"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-
-
-class DatasetError(NerfsculptError, ValueError):
-    """A dataset that cannot be written or read as asked; the message says what to change."""
-
-
-# ------------------------------------------------------------------------------------------------
-# Cameras
-
-
-@dataclass(frozen=True)
-class PoseDistribution:
-    """FFHQ-like cameras: yaw and pitch are truncated normals around the frontal view (nerfsculpt's choice).
-
-    FFHQ's poses (Deep3DFaceRecon, docs/method/eg3d.md §5.1) are mostly frontal with a yaw spread of roughly
-    +-0.3 rad and a narrower pitch spread; the exact distribution is not published, so these are
-    round numbers of that size. Angles are offsets from the frontal view as in ``camera.look_at_pose``
-    (the camera orbits the world origin at ``radius`` and looks at ``pivot``). Out-of-range angles are
-    not clipped (that would pile mass at the limits): the normal is truncated by inverse-cdf sampling.
-    """
-
-    yaw_std: float = 0.3
-    """Standard deviation (rad) of the yaw before truncation."""
-    pitch_std: float = 0.15
-    """Standard deviation (rad) of the pitch before truncation."""
-    yaw_limit: float = 0.8
-    """Yaws lie in [-yaw_limit, yaw_limit] (rad)."""
-    pitch_limit: float = 0.45
-    """Pitches lie in [-pitch_limit, pitch_limit] (rad)."""
-    radius: float = AVG_CAMERA_RADIUS
-    """Camera distance from the world origin (rendering_kwargs['avg_camera_radius'])."""
-    pivot: tuple[float, float, float] = AVG_CAMERA_PIVOT
-    """Look-at point (rendering_kwargs['avg_camera_pivot'])."""
-    focal: float = FOCAL_FFHQ_DATASET
-    """Normalised focal of the labels: FFHQ's 2985.29 / 700 = 4.2647, since these images stand in for
-    FFHQ's (not the paper's 4.26339 used for preference renders)."""
-
-    def validate(self) -> None:
-        for name in ("yaw_std", "pitch_std"):
-            if not getattr(self, name) >= 0:
-                raise DatasetError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("yaw_limit", "pitch_limit", "radius", "focal"):
-            if not getattr(self, name) > 0:
-                raise DatasetError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.pitch_limit >= np.pi / 2:
-            raise DatasetError(f"pitch_limit must be < pi/2 (the poles), got {self.pitch_limit}")
-        if len(self.pivot) != 3:
-            raise DatasetError(f"pivot must be 3 numbers, got {self.pivot}")
-
-
-def _truncated_normal(n: int, std: float, limit: float, generator: torch.Generator | None) -> Tensor:  # [n] float64
-    """N(0, std^2) restricted to [-limit, limit] by the inverse cdf: exactly one uniform per sample."""
-    u = torch.rand(n, dtype=torch.float64, generator=generator)
-    if std == 0:
-        return torch.zeros(n, dtype=torch.float64)
-    lo = torch.special.ndtr(torch.tensor(-limit / std, dtype=torch.float64))  # P(X < -limit)
-    return (std * torch.special.ndtri(lo + u * (1 - 2 * lo))).clamp(-limit, limit)  # clamp: rounding only
-
-
-def sample_ffhq_like_poses(
-    n: int,
-    generator: torch.Generator | None = None,
-    distribution: PoseDistribution = PoseDistribution(),
-) -> Tensor:  # [n, 25] labels
-    """``n`` camera labels from ``distribution`` (yaw draws first, then pitch, from ``generator``)."""
-    if not (isinstance(n, int) and n >= 1):
-        raise DatasetError(f"n must be a positive integer, got {n!r}")
-    distribution.validate()
-    yaw = _truncated_normal(n, distribution.yaw_std, distribution.yaw_limit, generator)  # (n,)
-    pitch = _truncated_normal(n, distribution.pitch_std, distribution.pitch_limit, generator)  # (n,)
-    poses = look_at_pose(yaw, pitch, distribution.pivot, distribution.radius)  # (n, 4, 4)
-    return make_label(poses, intrinsics_from_focal(distribution.focal))
-
+from nerfsculpt.eg3d_dataset import IMAGE_EXTENSIONS, LABELS_FILE, DatasetError
 
 # ------------------------------------------------------------------------------------------------
 # Writing
