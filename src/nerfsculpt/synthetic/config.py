@@ -118,6 +118,11 @@ class SimulatedStudyConfig:
     def validate(self) -> None:
         if self.annotators < 1 or self.questions < 1:
             raise ValueError("--annotators and --questions must be >= 1")
+        if not 0 <= self.cant_decide <= 1 or not self.temperature >= 0:
+            raise ValueError(f"--cant-decide must be in [0, 1] and --temperature >= 0, got {self.cant_decide}, "
+                             f"{self.temperature}")
+        if self.resolution < 16 or len(self.seeds) < 2:
+            raise ValueError("--resolution must be >= 16 (the oracle is calibrated at 96-128) and --seeds hold >= 2")
 
 
 def _synthetic_rendering_kwargs() -> dict[str, Any]:
