@@ -72,6 +72,10 @@ def test_region_file(tmp_path):
     path.write_text(json.dumps({"regions": [{"name": "other", "min": [0, 0, 0], "max": [1, 1, 1]}]}))
     with pytest.raises(NerfsculptError, match="unique"):
         read_regions(path)
+    path.write_text(json.dumps({"landmarks": {"eyes": [[-0.1, 0.1, 0.2], [0.1, 0.12, 0.22]]}, "margin": 0.01}))
+    (eyes,) = read_regions(path)
+    assert eyes.name == "eyes" and eyes.low == pytest.approx((-0.11, 0.09, 0.19))
+    assert eyes.high == pytest.approx((0.11, 0.13, 0.23))
     path.write_text("{}")
     with pytest.raises(NerfsculptError, match="expected"):
         read_regions(path)

@@ -61,7 +61,11 @@ def test_identity_drift_of_a_tiny_pair(tiny_pair, lpips):
     assert same["face_identity"]["across_canonical"]["mean"] == pytest.approx(1.0)
     assert same["views"] == 8 and same["camera_source"] == "FFHQ-like prior"
     moved = identity_drift(before, after, [200000, 200001, 200002], lpips=lpips, embedder=TinyEmbedder(), size=32,
-                           geometry_change=[0.1, 0.2, 0.3])
+                           geometry_change={"depth": [0.1, 0.2, 0.3], "sigma": [0.3, 0.1, 0.2]})
     assert moved["lpips"]["views"]["mean"] > 0 and moved["face_identity"]["across_views"]["min"] <= 1
-    assert -1 <= moved["face_identity"]["drift_vs_geometry_spearman"] <= 1
+    spearman = moved["face_identity"]["drift_vs_geometry_spearman"]
+    assert set(spearman) == {"canonical_vs_depth", "canonical_vs_sigma", "views_vs_depth", "views_vs_sigma"}
+    assert all(-1 <= r <= 1 for r in spearman.values())
+    assert same["face_identity"]["consistency"]["view_pairs"]["original"] == pytest.approx(
+        same["face_identity"]["consistency"]["view_pairs"]["tuned"])
     assert view_cameras(views=3).shape == (3, 25)

@@ -15,8 +15,9 @@ the reward slab, two ways:
   change only approximately (the completeness error is reported).
 
 Regions are axis-aligned world-space boxes in priority order (a voxel belongs to the first box that
-holds it; what no box holds is "other"). They come from a JSON file (:func:`read_regions`) or, on
-the built-in generator, from its heads' landmarks (:func:`synthetic_regions`). The reference built
+holds it; what no box holds is "other"). They come from a JSON file of boxes or of landmark points
+(:func:`read_regions`) or, on the built-in generator, from its heads' landmarks
+(:func:`synthetic_regions`). The reference built
 its boxes from 98 WFLW landmarks of a face detector; nerfsculpt reads yours.
 
 Region file::
@@ -58,13 +59,30 @@ class Region:
 
 
 def read_regions(path: str | Path) -> list[Region]:
-    """Regions from a JSON file ``{"regions": [{"name", "min": [x, y, z], "max": [x, y, z]}, ...]}``."""
+    """Regions from a JSON file of boxes or of landmark points.
+
+    Boxes: ``{"regions": [{"name": ..., "min": [x, y, z], "max": [x, y, z]}, ...]}``. Landmarks:
+    ``{"landmarks": {"nose": [[x, y, z], ...], ...}, "margin": 0.015}``: each named group of 3-D
+    points (e.g. face landmarks back-projected with the depth map, averaged over seeds, as the
+    reference built its boxes) becomes the box around its points, widened by ``margin`` (world units,
+    default 0.015) on every side. Priority is the file's order.
+    """
     try:
-        entries = json.loads(Path(path).read_text())["regions"]
-        regions = [Region(str(e["name"]), tuple(map(float, e["min"])), tuple(map(float, e["max"]))) for e in entries]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        data = json.loads(Path(path).read_text())
+        if "landmarks" in data:
+            margin = float(data.get("margin", 0.015))
+            regions = []
+            for name, points in data["landmarks"].items():
+                xyz = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+                regions.append(Region(str(name), tuple((xyz.min(0) - margin).tolist()),
+                                      tuple((xyz.max(0) + margin).tolist())))
+        else:
+            regions = [Region(str(e["name"]), tuple(map(float, e["min"])), tuple(map(float, e["max"])))
+                       for e in data["regions"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise NerfsculptError(f"{path}: expected {{\"regions\": [{{\"name\": ..., \"min\": [x, y, z], \"max\": "
-                              f"[x, y, z]}}, ...]}} ({error})") from None
+                              f"[x, y, z]}}, ...]}} or {{\"landmarks\": {{name: [[x, y, z], ...]}}}} "
+                              f"({error})") from None
     names = [r.name for r in regions]
     if len(set(names)) != len(names) or OTHER in names or not regions:
         raise NerfsculptError(f"{path}: region names must be unique, non-empty and not {OTHER!r}, got {names}")

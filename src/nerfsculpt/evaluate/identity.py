@@ -18,8 +18,9 @@ the FFHQ-like pose prior (``eg3d_dataset.sample_ffhq_like_poses``, seed 123).
   embedder (TorchScript or ONNX; e.g. FaceNet's InceptionResnetV1, fed 160 x 160 images in
   [-1, 1]): across models at the canonical view and per view (mean, minimum); within each model,
   each view against its canonical view (consistency), compared between the models with a paired
-  two-sided Wilcoxon test; and the Spearman correlation of identity drift (1 - cosine) with the
-  geometry change (mean |depth change| at the canonical view).
+  two-sided Wilcoxon test, and every pair of views; and the Spearman correlation of identity drift
+  (1 - cosine; canonical, and averaged over the views) with the geometry change (mean |depth change|
+  at the canonical view, mean |sigma change| on the cube).
 """
 
 from __future__ import annotations
@@ -169,12 +170,13 @@ def _cosine(a: Tensor, b: Tensor) -> Tensor:  # [..., E] each -> [...]
 
 def identity_drift(before: nn.Module, after: nn.Module, seeds: Sequence[int], psi: float = 0.7,
                    lpips: LPIPS | None = None, embedder: Any = None, data: str | Path | None = None,
-                   geometry_change: np.ndarray | None = None, size: int = RENDER_SIZE) -> dict[str, Any]:
+                   geometry_change: dict[str, np.ndarray] | None = None, size: int = RENDER_SIZE) -> dict[str, Any]:
     """LPIPS and face-identity drift of the same latents between two generators (see the module docstring).
 
     ``embedder`` maps float images [N, 3, 160, 160] in [-1, 1] to embeddings [N, E]; without it (or
-    without ``lpips``) that half is left out. ``geometry_change`` [S]: a per-seed geometry change
-    (e.g. mean |depth change|) to correlate with identity drift.
+    without ``lpips``) that half is left out. ``geometry_change``: per-seed geometry changes by name
+    (e.g. {"depth": mean |depth change| [S], "sigma": mean |sigma change| [S]}) to correlate with the
+    identity drift at the canonical view and averaged over the views (Spearman).
     """
     from nerfsculpt.stats import bootstrap_mean
 
@@ -197,7 +199,8 @@ def identity_drift(before: nn.Module, after: nn.Module, seeds: Sequence[int], ps
     return out
 
 
-def _face_identity(a: Tensor, b: Tensor, embedder: Any, geometry_change: np.ndarray | None) -> dict[str, Any]:
+def _face_identity(a: Tensor, b: Tensor, embedder: Any,
+                   geometry_change: dict[str, np.ndarray] | None) -> dict[str, Any]:
     from scipy import stats as scipy_stats
 
     from nerfsculpt.stats import bootstrap_mean
@@ -222,7 +225,15 @@ def _face_identity(a: Tensor, b: Tensor, embedder: Any, geometry_change: np.ndar
         "consistency": {"original": float(within_a.mean()), "tuned": float(within_b.mean()),
                         "wilcoxon_p": float(test.pvalue) if test is not None else 1.0, "n": int((diff != 0).sum())},
     }
-    if geometry_change is not None and len(geometry_change) >= 3:
-        drift = 1 - across[:, 0]
-        result["drift_vs_geometry_spearman"] = float(scipy_stats.spearmanr(drift, geometry_change).statistic)
+    v = ea.shape[1] - 1
+    if v >= 2:  # within a model: every pair of the extra views
+        upper = np.triu_indices(v, k=1)
+        pairs = {name: _cosine(e[:, 1:, None], e[:, None, 1:]).numpy()[:, upper[0], upper[1]].mean()
+                 for name, e in (("original", ea), ("tuned", eb))}
+        result["consistency"]["view_pairs"] = {k: float(x) for k, x in pairs.items()}
+    if geometry_change and len(across) >= 3:  # identity drift against geometry change, per seed
+        drift = {"canonical": 1 - across[:, 0], "views": 1 - across[:, 1:].mean(1)}
+        result["drift_vs_geometry_spearman"] = {
+            f"{d}_vs_{g}": float(scipy_stats.spearmanr(drift[d], np.asarray(change)).statistic)
+            for d in drift for g, change in geometry_change.items()}
     return result

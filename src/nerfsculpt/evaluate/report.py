@@ -348,17 +348,21 @@ def _identity(ctx: _Context) -> dict[str, Any]:
     c = ctx.config
     lpips = LPIPS.load(*lpips_files) if lpips_files is not None else None
     embedder = load_feature_extractor(embedder_file, return_features=False) if embedder_file is not None else None
-    depth = [render_depth(G, ws_from_seeds(G, c.seeds, c.psi, None), canonical_camera(), c.depth_resolution)
-             for G in (ctx.G0, ctx.G1)]  # (S, 1, 1, R, R) each
-    change = (depth[1] - depth[0]).abs().mean(dim=(1, 2, 3, 4)).double().cpu().numpy()  # (S,)
+    from nerfsculpt.geometry.sigma import sigma_grid
+
+    ws = [ws_from_seeds(G, c.seeds, c.psi, None) for G in (ctx.G0, ctx.G1)]
+    depth = [render_depth(G, w, canonical_camera(), c.depth_resolution) for G, w in zip((ctx.G0, ctx.G1), ws, strict=True)]
+    sigma = [sigma_grid(G, w, resolution=c.sigma_resolution) for G, w in zip((ctx.G0, ctx.G1), ws, strict=True)]  # (S, R, R, R)
+    change = {"depth": (depth[1] - depth[0]).abs().flatten(1).mean(1).double().cpu().numpy(),  # (S,)
+              "sigma": (sigma[1] - sigma[0]).abs().flatten(1).mean(1).double().cpu().numpy()}
     result = identity_drift(ctx.G0, ctx.G1, c.seeds, c.psi, lpips, embedder, ctx.data, geometry_change=change)
     hashes = {"lpips": [file_sha256(f) for f in lpips_files] if lpips_files else None,
               "face_embedder": file_sha256(embedder_file) if embedder_file else None}
     return {"protocol": ctx.protocol(render_size=result.pop("size"), views=result.pop("views"),
                                      cameras=result.pop("camera_source"), conditioning="canonical",
-                                     geometry_change="mean |depth change| at the canonical camera",
+                                     geometry_change="mean |depth change| (canonical camera), mean |sigma change|",
                                      model_sha256=hashes),
-            "result": {**result, "geometry_change_mean": float(np.mean(change))}}
+            "result": {**result, "geometry_change_mean": {k: float(np.mean(v)) for k, v in change.items()}}}
 
 
 def _oracle(ctx: _Context) -> dict[str, Any]:
