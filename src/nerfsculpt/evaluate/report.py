@@ -350,9 +350,9 @@ def _identity(ctx: _Context) -> dict[str, Any]:
     embedder = load_feature_extractor(embedder_file, return_features=False) if embedder_file is not None else None
     from nerfsculpt.geometry.sigma import sigma_grid
 
-    ws = [ws_from_seeds(G, c.seeds, c.psi, None) for G in (ctx.G0, ctx.G1)]
-    depth = [render_depth(G, w, canonical_camera(), c.depth_resolution) for G, w in zip((ctx.G0, ctx.G1), ws, strict=True)]
-    sigma = [sigma_grid(G, w, resolution=c.sigma_resolution) for G, w in zip((ctx.G0, ctx.G1), ws, strict=True)]  # (S, R, R, R)
+    pairs = [(G, ws_from_seeds(G, c.seeds, c.psi, None)) for G in (ctx.G0, ctx.G1)]
+    depth = [render_depth(G, w, canonical_camera(), c.depth_resolution) for G, w in pairs]  # (S, 1, 1, R, R) each
+    sigma = [sigma_grid(G, w, resolution=c.sigma_resolution) for G, w in pairs]  # (S, R, R, R) each
     change = {"depth": (depth[1] - depth[0]).abs().flatten(1).mean(1).double().cpu().numpy(),  # (S,)
               "sigma": (sigma[1] - sigma[0]).abs().flatten(1).mean(1).double().cpu().numpy()}
     result = identity_drift(ctx.G0, ctx.G1, c.seeds, c.psi, lpips, embedder, ctx.data, geometry_change=change)
