@@ -658,6 +658,7 @@ def report_html(markdown: str) -> str:
             body.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src.rstrip(")"))}">')
         elif line.strip():
             text = re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r'<a href="\2">\1</a>', html.escape(line).replace("**", ""))
+            text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
             body.append(f"<p>{text}</p>")
     flush()
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
