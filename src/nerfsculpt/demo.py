@@ -123,8 +123,14 @@ def _reward(out: Path, sizes: DemoSizes, from_scratch: bool, device: Any, progre
     from nerfsculpt.synthetic.config import SimulatedStudyConfig
     from nerfsculpt.synthetic.preferences import simulate_preferences
 
+    from nerfsculpt.preferences.store import PreferenceStore
+
     db = out / "preferences.sqlite"
-    if not db.is_file():
+    done = False
+    if db.is_file():  # a study is written in one transaction: present means complete
+        with PreferenceStore(db, create=False) as store:
+            done = any(s["name"] == "simulated" for s in store.studies())
+    if not done:
         log.info("demo: simulating %d preference questions", sizes.questions)
         seeds = tuple(range(max(sizes.questions, 2)))  # each question draws from these seeds
         simulate_preferences(db, SimulatedStudyConfig(seeds=seeds, questions=sizes.questions), device=device,
