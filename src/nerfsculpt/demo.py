@@ -118,12 +118,11 @@ def headline_numbers(summary: dict[str, Any]) -> dict[str, Any]:
 def _reward(out: Path, sizes: DemoSizes, from_scratch: bool, device: Any, progress: bool) -> Path:
     if not from_scratch:
         return SHIPPED_REWARD
+    from nerfsculpt.preferences.store import PreferenceStore
     from nerfsculpt.reward.config import RewardModelConfig, RewardTrainConfig
     from nerfsculpt.reward.pipeline import train_reward
     from nerfsculpt.synthetic.config import SimulatedStudyConfig
     from nerfsculpt.synthetic.preferences import simulate_preferences
-
-    from nerfsculpt.preferences.store import PreferenceStore
 
     db = out / "preferences.sqlite"
     done = False
