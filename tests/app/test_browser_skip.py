@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _run_without_chromium(tmp_path, require: bool) -> subprocess.CompletedProcess:
     test = tmp_path / "test_needs_chromium.py"
-    test.write_text("from tests.app.test_browser import browser_page  # noqa: F401\n\n\n"
+    test.write_text("from tests.conftest import browser_page  # noqa: F401\n\n\n"
                     "def test_page(browser_page):\n    assert browser_page is not None\n")
     env = {**os.environ, "NERFSCULPT_CHROMIUM": str(tmp_path / "no-chromium"), "PYTHONPATH": str(ROOT),
            "NERFSCULPT_REQUIRE_CHROMIUM": "1" if require else "0"}
