@@ -13,9 +13,9 @@ Steps, each resumable (an interrupted demo continues where it stopped when run a
    of the tuned generator against the original, with a simulated user study;
 4. a paper-style summary, ``OUT/demo.json`` and the HTML report ``OUT/report/report.html``.
 
-Modes (``DEMO_MODES``): ``default`` (about 10 minutes on 2 cores), ``quick`` (about 2 minutes,
-run in CI: every step at toy sizes, its numbers are not evidence), ``--from-scratch`` (adds the
-preferences and the reward, about 10 more minutes).
+Modes (``DEMO_MODES``): ``default`` (about 6 minutes on 2 cores), ``quick`` (about a minute, run
+in CI: every step at toy sizes, its numbers are not evidence), ``--from-scratch`` (adds the
+preferences and the reward, about 9 more minutes).
 """
 
 from __future__ import annotations

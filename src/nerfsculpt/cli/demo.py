@@ -11,8 +11,8 @@ from nerfsculpt.cli.common import add_command, add_run_options, resolve_device
 def cmd_demo(args: argparse.Namespace) -> int:
     """The method, working: fine-tune the built-in generator with the shipped reward, against a control.
 
-        nerfsculpt demo                       # about 10 minutes on 2 CPU cores
-        nerfsculpt demo --quick               # about 2 minutes, toy sizes (its numbers are not evidence)
+        nerfsculpt demo                       # about 6 minutes on 2 CPU cores
+        nerfsculpt demo --quick               # about a minute, toy sizes (its numbers are not evidence)
         nerfsculpt demo --from-scratch        # also simulates the preferences and trains the reward
         nerfsculpt demo --out demo/           # where everything goes; run again to resume
 
@@ -35,7 +35,7 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Register demo."""
     p = add_command(subparsers, common, "demo", cmd_demo, help="the whole method on the built-in generator")
     p.add_argument("--out", default="nerfsculpt-demo", metavar="DIR", help="demo directory (resumed if it exists)")
-    p.add_argument("--quick", action="store_true", help="toy sizes, about 2 minutes (CI)")
+    p.add_argument("--quick", action="store_true", help="toy sizes, about a minute (CI)")
     p.add_argument("--from-scratch", action="store_true",
                    help="simulate the preferences and train the reward instead of using the shipped one")
     add_run_options(p)
