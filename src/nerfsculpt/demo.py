@@ -15,7 +15,7 @@ Steps, each resumable (an interrupted demo continues where it stopped when run a
 
 Modes (``DEMO_MODES``): ``default`` (about 6 minutes on 2 cores), ``quick`` (about a minute, run
 in CI: every step at toy sizes, its numbers are not evidence), ``--from-scratch`` (adds the
-preferences and the reward, about 9 more minutes).
+preferences and the reward: about 10 minutes in all).
 """
 
 from __future__ import annotations
