@@ -51,6 +51,8 @@ class DemoSizes:
     """Truncations of the reward sweep."""
     renders: int
     """Seeds shown as clay renders and meshes."""
+    shift_samples: int
+    """Images per generator of the pixel-space image shift (the image-distribution cost without a detector)."""
     questions: int
     """Simulated questions of ``--from-scratch``."""
 
@@ -58,9 +60,10 @@ class DemoSizes:
 DEMO_MODES = {
     "default": DemoSizes(kimg=0.4, tick_kimg=0.1, trajectory_seeds=tuple(range(50000, 50032)), oracle_resolution=64,
                          eval_seeds=tuple(range(200000, 200016)), sweep_psis=(0.0, 0.25, 0.5, 0.7, 1.0), renders=3,
-                         questions=600),
+                         shift_samples=64, questions=600),
     "quick": DemoSizes(kimg=0.04, tick_kimg=0.02, trajectory_seeds=tuple(range(50000, 50006)), oracle_resolution=32,
-                       eval_seeds=(200000, 200001, 200002, 200003), sweep_psis=(0.0, 1.0), renders=1, questions=40),
+                       eval_seeds=(200000, 200001, 200002, 200003), sweep_psis=(0.0, 1.0), renders=1, shift_samples=8,
+                       questions=40),
 }
 """Sizes of ``nerfsculpt demo`` (default) and ``nerfsculpt demo --quick``."""
 
@@ -107,6 +110,8 @@ def headline_numbers(summary: dict[str, Any]) -> dict[str, Any]:
                                                "better": quality["better"], "worse": quality["worse"]}
     if sections["rewards"]["status"] == "ran":
         evaluation["reward_delta"] = sections["rewards"]["result"]["delta"]
+    if sections["image_shift"]["status"] == "ran":
+        evaluation["image_shift"] = sections["image_shift"]["result"]
     if sections["study"]["status"] == "ran":
         study = sections["study"]["result"]
         evaluation["user_study"] = {"counts": study["counts"], "cohens_h": study["cohens_h"]}
@@ -165,6 +170,7 @@ def _evaluate(out: Path, sizes: DemoSizes, reward: Path, runs: dict[str, Path], 
 
     snapshots = sorted((runs["tune"] / "snapshots").iterdir())
     config = EvaluateConfig(seeds=sizes.eval_seeds, sweep_psis=sizes.sweep_psis, renders=sizes.renders,
+                            shift_samples=sizes.shift_samples,
                             depth_resolution=64, sigma_resolution=32 if sizes is DEMO_MODES["quick"] else 64,
                             oracle_resolution=sizes.oracle_resolution)
     log.info("demo: evaluating %s against the built-in generator", snapshots[-1])
@@ -213,9 +219,19 @@ def summary_text(summary: dict[str, Any]) -> str:
         lines.append(f"Simulated user study ({r['total']} answers): tuned {r['proportions']['tuned']:.0%}, original "
                      f"{r['proportions']['original']:.0%}, no preference {r['proportions']['none']:.0%}; Cohen's h "
                      f"{r['cohens_h']:.2f}")
+    if sections["image_shift"]["status"] == "ran":
+        r = sections["image_shift"]["result"]
+        n = sections["image_shift"]["protocol"]["samples"]
+        lines.append(f"Image-distribution cost, pixel space ({n} images each): FID tuned vs original {r['fid']:.3g} "
+                     f"(noise floor, original vs itself: {r['floor_fid']:.3g}); KID {r['kid']:.3g} (floor "
+                     f"{r['floor_kid']:.3g})")
     fid = sections["fid"]
-    lines.append("Image-distribution cost (FID): " + (f"{fid['result']}" if fid["status"] == "ran" else
-                                                       f"{fid['status']}: {fid.get('reason', '')}"))
+    if fid["status"] == "ran":
+        lines.append("Inception FID (tuned - original): " + ", ".join(
+            f"{space} {v['cost']['fid']:+.3g}" for space, v in fid["result"].items()))
+    else:
+        lines.append("Inception FID: not run here (give StyleGAN's detector: nerfsculpt evaluate --detector ... "
+                     "--data ...)")
     lines += ["", f"report: {summary['report']}"]
     return "\n".join(lines)
 

@@ -99,3 +99,28 @@ def test_torchscript_extractor_is_called_like_the_stylegan_detector(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     with pytest.raises(NerfsculptError, match="not a TorchScript file"):
         load_feature_extractor(tmp_path / "junk.pt")
+
+
+def test_pixel_features_area_average_in_unit_range():
+    from nerfsculpt.evaluate.distribution import pixel_features
+
+    images = torch.zeros(2, 3, 64, 64, dtype=torch.uint8)
+    images[1, :, :32] = 255  # top half white: each 32 x 32 pixel row block averages 2 x 2 source pixels
+    features = pixel_features(images)
+    assert features.shape == (2, 3 * 32 * 32) and float(features[0].max()) == 0.0
+    top, bottom = features[1].view(3, 32, 32)[:, :16], features[1].view(3, 32, 32)[:, 16:]
+    assert float(top.min()) == 1.0 and float(bottom.max()) == 0.0
+
+
+def test_the_same_generator_and_latents_shift_nothing(tmp_path):
+    from nerfsculpt.evaluate.distribution import FeatureStatistics, generator_features, pixel_features
+    from nerfsculpt.generator.builtin import resolve_generator
+
+    G, _ = resolve_generator("tiny-random", "cpu")
+    labels = np.tile(np.array([[1.0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2.7, 0, 0, 0, 1, 4.26, 0, 0.5, 0, 4.26, 0.5,
+                                0, 0, 1]], dtype=np.float32), (4, 1))
+    a = generator_features(G, pixel_features, 5, labels, batch=2, seed=3)
+    b = generator_features(G, pixel_features, 5, labels, batch=2, seed=3)
+    np.testing.assert_array_equal(a, b)  # seeded: the same latents, cameras and noise give the same images
+    assert not np.array_equal(a, generator_features(G, pixel_features, 5, labels, batch=2, seed=4))
+    assert frechet_distance(FeatureStatistics.of(a), FeatureStatistics.of(b)) == pytest.approx(0, abs=1e-6)

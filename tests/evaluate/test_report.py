@@ -15,7 +15,7 @@ from tests.evaluate.test_identity import TinyEmbedder
 from tests.evaluate.test_trajectory import write_ticks
 
 SMALL = EvaluateConfig(seeds=(200000, 200001, 200002, 200003), sweep_psis=(0.0, 1.0), depth_resolution=12,
-                       sigma_resolution=12, fid_samples=4, renders=1, respondents=3)
+                       sigma_resolution=12, fid_samples=4, shift_samples=6, renders=1, respondents=3)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,9 @@ def test_every_analysis_with_its_inputs_runs_and_the_rest_is_named(tiny_pair, in
     status = {name: s["status"] for name, s in report["sections"].items()}
     assert status == {"rewards": "ran", "sweep": "ran", "consistency": "ran", "slope": "ran", "truncation": "ran",
                       "embedding": "ran", "attribution": "ran", "identity": "ran", "oracle": "not run",
-                      "study": "not run", "fid": "ran"}
+                      "study": "not run", "image_shift": "ran", "fid": "ran"}
+    shift = report["sections"]["image_shift"]["result"]
+    assert shift["fid"] > 0 and shift["floor_fid"] > 0 and report["sections"]["image_shift"]["protocol"]["samples"] == 6
     identity = report["sections"]["identity"]
     assert identity["result"]["face_identity"]["across_canonical"]["mean"] <= 1
     assert len(identity["protocol"]["model_sha256"]["face_embedder"]) == 64

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 Analysis = Literal["rewards", "sweep", "consistency", "slope", "truncation", "embedding", "attribution", "identity",
-                   "oracle", "study", "fid"]
+                   "oracle", "study", "image_shift", "fid"]
 ANALYSES = get_args(Analysis)
 """The analyses of a report, in its order."""
 
@@ -46,6 +46,8 @@ class EvaluateConfig:
     fid_samples: int = 50000
     """Generated images per FID/KID set (EG3D's FID-50k); FID rises as the count falls, so compare only
     reports of one count."""
+    shift_samples: int = 256
+    """Images per generator of the pixel-space image shift (no model file needed)."""
     renders: int = 4
     """Seeds shown as before/after clay renders in the report."""
     skip: tuple[Analysis, ...] = ()
@@ -57,10 +59,10 @@ class EvaluateConfig:
             raise ValueError(f"--seeds: the analyses need at least 3 seeds, got {len(self.seeds)}")
         if not self.sweep_psis:
             raise ValueError("--sweep-psis: give at least one truncation")
-        for name in ("fid_samples", "respondents", "permutations", "ig_steps", "depth_resolution"):
-            if getattr(self, name) < (2 if name == "fid_samples" else 1):
-                raise ValueError(f"--{name.replace('_', '-')} must be >= {2 if name == 'fid_samples' else 1}, "
-                                 f"got {getattr(self, name)}")
+        for name in ("fid_samples", "respondents", "permutations", "ig_steps", "depth_resolution", "shift_samples"):
+            least = 2 if name in ("fid_samples", "shift_samples") else 1
+            if getattr(self, name) < least:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= {least}, got {getattr(self, name)}")
         if self.renders < 0 or self.sigma_resolution < 2 or self.oracle_resolution < 16:
             raise ValueError("--renders must be >= 0, --sigma-resolution >= 2 and --oracle-resolution >= 16")
         if not 0 <= self.cant_decide <= 1 or self.temperature < 0:

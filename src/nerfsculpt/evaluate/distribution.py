@@ -127,6 +127,20 @@ def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = KID_S
     return float(total / subsets)
 
 
+PIXEL_SIDE = 32
+"""Side of the downsampled images whose pixels are the features of :func:`pixel_features`."""
+
+
+def pixel_features(images: Any) -> Any:  # uint8 [N, 3, H, W] -> float [N, 3 * 32 * 32]
+    """Pixels as features: each image area-averaged to 32 x 32, in [0, 1]. Needs no model file; coarse
+    (colour and layout, not semantics), for comparing two generators' image distributions when no
+    detector is at hand."""
+    import torch.nn.functional as F
+
+    small = F.interpolate(images.float() / 255, size=(PIXEL_SIDE, PIXEL_SIDE), mode="area")  # (N, 3, 32, 32)
+    return small.flatten(1)
+
+
 FeatureExtractor = Callable[[Any], Any]
 """Maps uint8 images [N, 3, H, W] (a torch tensor) to features [N, D] (a torch tensor)."""
 

@@ -382,6 +382,37 @@ def _study(ctx: _Context) -> dict[str, Any]:
     return {"protocol": ctx.protocol(**result.pop("protocol")), "result": result}
 
 
+def _image_shift(ctx: _Context) -> dict[str, Any]:
+    """How far the tuned generator's images moved from the original's, in pixel space, against the noise floor."""
+    import torch
+
+    from nerfsculpt.eg3d_dataset import read_eg3d_dataset, sample_ffhq_like_poses
+    from nerfsculpt.evaluate.distribution import (
+        FeatureStatistics,
+        frechet_distance,
+        generator_features,
+        kernel_inception_distance,
+        pixel_features,
+    )
+
+    n = ctx.config.shift_samples
+    labels = (read_eg3d_dataset(ctx.data).labels if ctx.data is not None
+              else sample_ffhq_like_poses(1000, torch.Generator().manual_seed(0)).numpy())
+    original = generator_features(ctx.G0, pixel_features, n, labels, seed=0, progress=ctx.progress)
+    again = generator_features(ctx.G0, pixel_features, n, labels, seed=1, progress=ctx.progress)  # other latents
+    tuned = generator_features(ctx.G1, pixel_features, n, labels, seed=0, progress=ctx.progress)
+    stats = {name: FeatureStatistics.of(f) for name, f in (("original", original), ("again", again),
+                                                             ("tuned", tuned))}
+    result = {"fid": frechet_distance(stats["tuned"], stats["original"]),
+              "kid": kernel_inception_distance(tuned, original),
+              "floor_fid": frechet_distance(stats["again"], stats["original"]),
+              "floor_kid": kernel_inception_distance(again, original)}
+    return {"protocol": {"samples": n, "features": "pixels, 3 x 32 x 32 (area-averaged, [0, 1])", "psi": 1.0,
+                         "noise_mode": "random", "cameras": "dataset labels" if ctx.data else "FFHQ-like prior",
+                         "floor": "the original generator against itself on other latents (seed 1)"},
+            "result": result}
+
+
 def _fid(ctx: _Context) -> dict[str, Any]:
     spaces = [(name, path, inception) for name, path, inception in
               (("inception", ctx.detector, True), ("features", ctx.models.get("features"), False)) if path is not None]
@@ -425,7 +456,7 @@ def _fid(ctx: _Context) -> dict[str, Any]:
 ANALYSIS_FUNCTIONS: dict[str, Callable[[_Context], dict[str, Any]]] = {
     "rewards": _rewards, "sweep": _sweep, "consistency": _consistency, "slope": _slope, "truncation": _truncation,
     "embedding": _embedding, "attribution": _attribution, "identity": _identity, "oracle": _oracle, "study": _study,
-    "fid": _fid,
+    "image_shift": _image_shift, "fid": _fid,
 }
 assert tuple(ANALYSIS_FUNCTIONS) == ANALYSES, "one function per analysis, in the report's order"
 
@@ -458,6 +489,7 @@ TITLES = {
     "truncation": "Truncation baseline (Table 4)", "embedding": "Reward embedding structure (Fig. 11)",
     "attribution": "Where the reward change comes from (region attribution, Figs. 13-14)",
     "identity": "Identity drift: LPIPS and face-embedding similarity",
+    "image_shift": "Image shift in pixel space (no model file needed)",
     "oracle": "Ground truth: the oracle, per defect (built-in benchmark)",
     "study": "Simulated A/B user study (Table 3)", "fid": "Image distribution: FID and KID",
 }
@@ -557,6 +589,11 @@ def _section_lines(name: str, section: dict[str, Any]) -> list[str]:
         lines.append(f"| {c['tuned']} ({p['tuned']:.1%}) | {c['original']} ({p['original']:.1%}) | {c['none']} "
                      f"({p['none']:.1%}) | {result['cohens_h']:.3f} | {_fmt(excl.get('rate'))} "
                      f"{_fmt(excl.get('ci'))} | {_fmt(excl.get('p_value'))} |")
+    elif name == "image_shift":
+        lines += ["| features | FID tuned vs original | noise floor (original vs itself) | KID | KID floor |",
+                  "|---|---|---|---|---|",
+                  f"| pixels 32 x 32 | {result['fid']:.4g} | {result['floor_fid']:.4g} | {result['kid']:.3g} | "
+                  f"{result['floor_kid']:.3g} |"]
     elif name == "fid":
         lines += ["| features | generator | FID | KID |", "|---|---|---|---|"]
         for space, scores in result.items():
@@ -620,6 +657,9 @@ def _headlines(sections: dict[str, Any]) -> list[str]:
                      f"{_fmt(sigma['residual_fraction']['mean'])} of it is orthogonal to that direction (a pure slide: "
                      f"cosine 1, residual 0); {sigma['closer_to_original']:.0%} of the samples stay closer to their "
                      f"original.")
+    if (r := ran("image_shift")) is not None:
+        lines.append(f"- Image shift in pixel space: FID {r['fid']:.3g} between the generators' images, against a "
+                     f"noise floor of {r['floor_fid']:.3g} (the original against itself).")
     if (r := ran("fid")) is not None:
         costs = ", ".join(f"{space} FID {v['cost']['fid']:+.3g}" for space, v in r.items())
         lines.append(f"- Image-distribution cost (tuned - original): {costs}.")
