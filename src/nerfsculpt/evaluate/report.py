@@ -398,9 +398,10 @@ def _image_shift(ctx: _Context) -> dict[str, Any]:
     n = ctx.config.shift_samples
     labels = (read_eg3d_dataset(ctx.data).labels if ctx.data is not None
               else sample_ffhq_like_poses(1000, torch.Generator().manual_seed(0)).numpy())
+    # the reference set: the original on seed 0's latents; both compared sets on seed 1's (independent of it)
     original = generator_features(ctx.G0, pixel_features, n, labels, seed=0, progress=ctx.progress)
-    again = generator_features(ctx.G0, pixel_features, n, labels, seed=1, progress=ctx.progress)  # other latents
-    tuned = generator_features(ctx.G1, pixel_features, n, labels, seed=0, progress=ctx.progress)
+    again = generator_features(ctx.G0, pixel_features, n, labels, seed=1, progress=ctx.progress)
+    tuned = generator_features(ctx.G1, pixel_features, n, labels, seed=1, progress=ctx.progress)
     stats = {name: FeatureStatistics.of(f) for name, f in (("original", original), ("again", again),
                                                              ("tuned", tuned))}
     result = {"fid": frechet_distance(stats["tuned"], stats["original"]),
@@ -409,7 +410,8 @@ def _image_shift(ctx: _Context) -> dict[str, Any]:
               "floor_kid": kernel_inception_distance(again, original)}
     return {"protocol": {"samples": n, "features": "pixels, 3 x 32 x 32 (area-averaged, [0, 1])", "psi": 1.0,
                          "noise_mode": "random", "cameras": "dataset labels" if ctx.data else "FFHQ-like prior",
-                         "floor": "the original generator against itself on other latents (seed 1)"},
+                         "reference": "the original generator, latents and cameras of seed 0",
+                         "floor": "the original generator on seed 1's latents; the tuned one uses the same"},
             "result": result}
 
 
