@@ -39,8 +39,9 @@ class RankingStudyConfig:
 class ABStudyConfig:
     """How the pairs of an A/B study are rendered and asked."""
 
-    psi: float = 1.0
-    """Truncation psi of both generators' samples."""
+    psi: float = 0.7
+    """Truncation psi of both generators' samples (the paper's user-study meshes: 0.7,
+    docs/method/reference_method.md §7.9)."""
     resolution: int = 256
     """Sigma grid resolution of the renders."""
     render_resolution: int = 256
