@@ -260,7 +260,7 @@ def _tails(ctx: _Context, scorer: Any) -> Path:
 
 def _slope(ctx: _Context) -> dict[str, Any]:
     from nerfsculpt.evaluate.figures import slope_png
-    from nerfsculpt.evaluate.trajectory import ticks
+    from nerfsculpt.finetune.monitor import logged_ticks as ticks
 
     if ctx.run is None:
         raise NotRun("needs the fine-tuning run directory: pass --run RUN (and --control RUN for its control)")

@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,32 +33,20 @@ class RunError(NerfsculptError, ValueError):
     """A run directory lacks what an analysis reads; the message says what to do."""
 
 
-def ticks(run: str | Path, folder: str) -> list[int]:
-    """The ticks with a ``RUN/folder/tick-NNNNNN.csv``, sorted (other files are ignored)."""
-    stems = (p.stem.removeprefix("tick-") for p in (Path(run) / folder).glob("tick-*.csv"))
-    return sorted(int(stem) for stem in stems if stem.isdigit())
-
-
-def read_tick(run: str | Path, folder: str, tick: int, column: str) -> dict[int, float]:
-    """{seed: value} of one column of ``RUN/folder/tick-K.csv``."""
-    from nerfsculpt.finetune.monitor import TICK_NAME
-
-    with (Path(run) / folder / f"{TICK_NAME.format(tick=tick)}.csv").open(newline="") as f:
-        return {int(row["seed"]): float(row[column]) for row in csv.DictReader(f)}
-
-
 def run_slope(run: str | Path, measure: Literal["reward", "oracle"] = "reward",
               tick: int | None = None) -> dict[str, Any]:
     """The slope test of a run's trajectory seeds from tick 0 to ``tick`` (default: the last one logged)."""
     folder, column = MEASURES[measure]
-    logged = ticks(run, folder)
+    from nerfsculpt.finetune.monitor import logged_ticks, read_tick_table
+
+    logged = logged_ticks(run, folder)
     if len(logged) < 2 or logged[0] != 0:
         raise RunError(f"{run} has no {folder}/tick-000000.csv and a later tick; the run must track trajectory seeds "
                        f"({'--oracle on' if measure == 'oracle' else '--trajectory-seeds'}) for at least one tick")
     tick = logged[-1] if tick is None else tick
     if tick not in logged:
         raise RunError(f"{run}/{folder} has no tick {tick}; logged ticks: {logged}")
-    start, end = read_tick(run, folder, 0, column), read_tick(run, folder, tick, column)
+    start, end = ({s: row[column] for s, row in read_tick_table(run, folder, t).items()} for t in (0, tick))
     seeds = sorted(start.keys() & end.keys())
     if len(seeds) < 3:
         raise RunError(f"{run}/{folder}: {len(seeds)} seeds in both ticks; the slope needs at least 3")

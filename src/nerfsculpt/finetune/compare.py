@@ -26,14 +26,13 @@ Example::
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nerfsculpt.finetune.config import FinetuneError
-from nerfsculpt.finetune.monitor import TICK_NAME
+from nerfsculpt.finetune.monitor import TICK_NAME, logged_ticks, read_tick_table
 from nerfsculpt.stats import bootstrap_mean, slope_test
 
 IMPROVED_FRACTION = 0.70
@@ -46,22 +45,13 @@ TOLERANCE_QUANTILE = 0.95
 """Default tolerance: this quantile of the control's absolute per-seed changes."""
 
 
-def _read_table(path: Path) -> dict[int, dict[str, float]]:
-    with path.open(newline="") as f:
-        return {int(row["seed"]): {k: float(v) for k, v in row.items() if k != "seed"} for row in csv.DictReader(f)}
-
-
-def _ticks(run: Path, folder: str) -> list[int]:
-    return sorted(int(p.stem.removeprefix("tick-")) for p in (run / folder).glob("tick-*.csv"))
-
-
 Table = dict[int, dict[str, float]]
 """seed -> column -> value of a tick's CSV."""
 
 
 def _oracle_changes(run: Path, tick: int | None) -> tuple[int, Table, Table]:
     """(judged tick, tick-0 table, judged-tick table) of a run's gold curve."""
-    ticks = _ticks(run, "oracle")
+    ticks = logged_ticks(run, "oracle")
     if not ticks or ticks[0] != 0 or len(ticks) < 2:
         raise FinetuneError(f"{run} has no gold curve to judge (needs oracle/tick-000000.csv and a later tick); run "
                             f"the fine-tuning with --oracle on and trajectory seeds")
@@ -69,7 +59,7 @@ def _oracle_changes(run: Path, tick: int | None) -> tuple[int, Table, Table]:
         tick = ticks[-1]
     if tick not in ticks:
         raise FinetuneError(f"{run} has no oracle/{TICK_NAME.format(tick=tick)}.csv; its ticks are {ticks}")
-    start, end = (_read_table(run / "oracle" / f"{TICK_NAME.format(tick=t)}.csv") for t in (0, tick))
+    start, end = (read_tick_table(run, "oracle", t) for t in (0, tick))
     return tick, start, end
 
 
@@ -134,7 +124,7 @@ def _reward_rise(run: Path, tick: int, seeds: list[int]) -> float | None:
     first, last = (run / "rewards" / f"{TICK_NAME.format(tick=t)}.csv" for t in (0, tick))
     if not (first.is_file() and last.is_file()):
         return None
-    before, after = _read_table(first), _read_table(last)
+    before, after = (read_tick_table(run, "rewards", t) for t in (0, tick))
     if sorted(before) != seeds or sorted(after) != seeds:
         raise FinetuneError(f"{run}: the reward trajectory tracked other seeds than the gold curve")
     return float(np.mean([after[s]["reward"] > before[s]["reward"] for s in seeds]))

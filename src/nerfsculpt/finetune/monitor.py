@@ -37,6 +37,18 @@ TICK_NAME = "tick-{tick:06d}"
 """Stem of every per-tick file of a run: rewards/, oracle/, images/ (PNG), meshes/ (a folder)."""
 
 
+def logged_ticks(run: str | Path, folder: str) -> list[int]:
+    """The ticks with a ``RUN/folder/tick-NNNNNN.csv``, sorted (other files are ignored)."""
+    stems = (p.stem.removeprefix("tick-") for p in (Path(run) / folder).glob("tick-*.csv"))
+    return sorted(int(stem) for stem in stems if stem.isdigit())
+
+
+def read_tick_table(run: str | Path, folder: str, tick: int) -> dict[int, dict[str, float]]:
+    """``RUN/folder/tick-NNNNNN.csv`` as {seed: {column: value}}."""
+    with (Path(run) / folder / f"{TICK_NAME.format(tick=tick)}.csv").open(newline="") as f:
+        return {int(row["seed"]): {k: float(v) for k, v in row.items() if k != "seed"} for row in csv.DictReader(f)}
+
+
 def inlier_stats(values: torch.Tensor) -> tuple[float, float]:  # [S] -> (mean, std)
     """Mean and std of the values within 1.5 IQR of the quartiles (the reference's ``normalise_scalar_rwd``)."""
     q1, q3 = torch.quantile(values, torch.tensor([0.25, 0.75])).tolist()
